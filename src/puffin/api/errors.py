@@ -1,0 +1,77 @@
+"""Errors as `application/problem+json` (RFC 9457), so clients get a reason, never a trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from puffin.core.errors import PuffinError, TooManyRequests
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """Return a problem document."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def from_domain_error(request: Request, error: PuffinError) -> JSONResponse:
+    """Turn a service error into its HTTP problem."""
+    headers = None
+    if isinstance(error, TooManyRequests):
+        headers = {"Retry-After": str(error.retry_after)}
+    if error.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return problem(error.status_code, error.title, error.detail, headers=headers)
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def from_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    """Turn a request validation failure into a 422 problem listing each field's reason."""
+    errors = [
+        {"location": _location(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type")}
+        for e in error.errors()
+    ]
+    first = errors[0] if errors else {"location": "", "message": "invalid request"}
+    detail = f"{first['location']}: {first['message']}" if first["location"] else first["message"]
+    return problem(422, "Invalid request", detail, errors=errors)
+
+
+def from_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """Turn framework HTTP errors (404 route, 405 method) into problems."""
+    detail = error.detail if isinstance(error.detail, str) else "request refused"
+    return problem(error.status_code, _title(error.status_code), detail, headers=error.headers)
+
+
+def from_unexpected(request: Request, error: Exception) -> JSONResponse:
+    """Log an unexpected failure and answer 500 without internals."""
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal server error", "the server failed; the error is logged")
+
+
+def _title(status: int) -> str:
+    titles = {
+        400: "Bad request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Payload too large",
+        415: "Unsupported media type",
+        422: "Invalid request",
+        429: "Too many requests",
+    }
+    return titles.get(status, "Error")

@@ -1,0 +1,1 @@
+"""Puffin's own REST API, version 1."""

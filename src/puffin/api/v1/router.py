@@ -1,0 +1,11 @@
+"""All routes of `/api/v1`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from puffin.api.v1 import apikeys, audit, me, organisations, users
+
+router = APIRouter(prefix="/api/v1")
+for module in (me, organisations, users, apikeys, audit):
+    router.include_router(module.router)

@@ -1,0 +1,176 @@
+"""Build the Puffin server application from settings, with nothing done at import time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from puffin import __version__
+from puffin.api import errors as api_errors
+from puffin.api.health import router as health_router
+from puffin.api.v1.router import router as api_v1_router
+from puffin.audit import service as audit_service
+from puffin.auth import service as auth_service
+from puffin.core.crypto import load_or_create_secret
+from puffin.core.db import make_engine, make_session_factory, transaction
+from puffin.core.errors import PuffinError
+from puffin.core.metrics import HttpMetrics
+from puffin.core.settings import Settings
+from puffin.core.state import AppState
+from puffin.core.tls import fingerprint_of_file
+from puffin.migrations.runner import upgrade_database
+from puffin.web import errors as web_errors
+from puffin.web.router import router as web_router
+
+logger = logging.getLogger(__name__)
+
+Announce = Callable[[str], None]
+
+_STATIC_DIR = Path(__file__).parent / "web" / "static"
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    ),
+}
+
+
+def _write_audit_on_commit(session: Session) -> None:
+    audit_service.write_pending(session=session)
+
+
+def build_state(settings: Settings) -> AppState:
+    """Create engines, session factory and registries owned by one application."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    factory = make_session_factory(engine)
+    event.listen(factory, "before_commit", _write_audit_on_commit)
+    secret = (
+        settings.secret_key.get_secret_value()
+        if settings.secret_key
+        else load_or_create_secret(settings.data_dir / "secret_key")
+    )
+    fingerprint = None
+    cert_file = settings.tls_cert_file or settings.data_dir / "tls" / "server.crt"
+    if settings.tls and cert_file.exists():
+        fingerprint = fingerprint_of_file(cert_file)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        session_factory=factory,
+        secret_key=secret,
+        metrics=HttpMetrics(),
+        tls_fingerprint=fingerprint,
+    )
+
+
+def prepare_database(state: AppState, announce: Announce) -> None:
+    """Migrate the database to the newest schema and create the first admin if needed."""
+    upgrade_database(state.settings.resolved_database_url)
+    with transaction(state.session_factory) as session:
+        created = auth_service.ensure_initial_admin(session=session)
+    if created is not None:
+        username, password = created
+        announce(
+            "Puffin created the first site admin. This password is shown once; "
+            f"keep it safe:\n  username: {username}\n  password: {password}"
+        )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def wants_html(request: Request) -> bool:
+        path = request.url.path
+        if path.startswith(("/api/", "/webhook/")) or path in {"/healthz", "/readyz", "/metrics"}:
+            return False
+        return "text/html" in request.headers.get("accept", "")
+
+    async def on_domain(request: Request, error: Exception) -> Response:
+        assert isinstance(error, PuffinError)
+        if wants_html(request):
+            return web_errors.render_error(request, error.status_code, error.title, error.detail)
+        return api_errors.from_domain_error(request, error)
+
+    async def on_validation(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return api_errors.from_validation_error(request, error)
+
+    async def on_http(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if wants_html(request):
+            detail = error.detail if isinstance(error.detail, str) else ""
+            return web_errors.render_error(request, error.status_code, "Error", detail)
+        return api_errors.from_http_exception(request, error)
+
+    async def on_unexpected(request: Request, error: Exception) -> Response:
+        return api_errors.from_unexpected(request, error)
+
+    app.add_exception_handler(PuffinError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _install_middleware(app: FastAPI, state: AppState) -> None:
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        state.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+        state.metrics.latency.labels(request.method, template).observe(
+            time.perf_counter() - started
+        )
+        for name, value in _SECURITY_HEADERS.items():
+            if name == "Content-Security-Policy" and request.url.path in {"/docs", "/redoc"}:
+                continue
+            response.headers.setdefault(name, value)
+        if state.settings.tls:
+            response.headers.setdefault(
+                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+            )
+        return response
+
+
+def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
+    """Return the server application for these settings."""
+    state = build_state(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_database(state, announce)
+        yield
+        state.engine.dispose()
+
+    app = FastAPI(
+        title="Puffin",
+        version=__version__,
+        description="Managed detection and response: Puffin's REST API.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    app.state.puffin = state
+    _install_error_handlers(app)
+    _install_middleware(app, state)
+    app.include_router(health_router)
+    app.include_router(api_v1_router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=_STATIC_DIR), name="static")
+    return app

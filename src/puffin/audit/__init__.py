@@ -1,0 +1,1 @@
+"""Puffin audit layer."""

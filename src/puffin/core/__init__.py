@@ -1,0 +1,1 @@
+"""Shared core: settings, database, types, errors, crypto, clock and pagination."""

@@ -1,0 +1,118 @@
+"""Server settings, read from `puffin.toml` and `PUFFIN_*` variables, validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Environment = Literal["development", "production", "test"]
+
+# Values that must never be accepted as a secret outside development.
+_WEAK_SECRETS = frozenset({"", "changeme", "change-me", "secret", "puffin", "password", "admin"})
+_MIN_SECRET_LENGTH = 32
+
+
+def config_file_path() -> Path:
+    """Return the settings file to read: `PUFFIN_CONFIG` or `./puffin.toml`."""
+    return Path(os.environ.get("PUFFIN_CONFIG", "puffin.toml"))
+
+
+class Settings(BaseSettings):
+    """Everything the server needs to start; built once and passed to `create_app`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PUFFIN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    environment: Environment = "production"
+    data_dir: Path = Path("./var")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is an embedded SQLite file in the data directory.",
+    )
+    events_database_url: str | None = Field(
+        default=None,
+        description="Where high-volume events live; default is events.db in the data directory "
+        "for SQLite, or the main database for PostgreSQL.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs sessions and CSRF tokens. Generated into the data directory when unset.",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=1, le=65535)
+    tls: bool = Field(default=True, description="Serve HTTPS. Turn off only behind a TLS proxy.")
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    public_url: str | None = None
+
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: int = Field(default=300, ge=1)
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read arguments first, then the environment, then the TOML file."""
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file_path())
+        return (init_settings, env_settings, toml, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        if self.environment == "development" or self.secret_key is None:
+            return self
+        value = self.secret_key.get_secret_value()
+        if value.lower() in _WEAK_SECRETS or len(value) < _MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"secret_key is empty, a default or shorter than {_MIN_SECRET_LENGTH} characters; "
+                "unset it to have one generated, or set a long random value"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the state database URL, defaulting to SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'puffin.db').resolve()}"
+
+    @property
+    def resolved_events_database_url(self) -> str:
+        """Return the event store URL: its own SQLite file, or the main PostgreSQL database."""
+        if self.events_database_url:
+            return self.events_database_url
+        if self.resolved_database_url.startswith("sqlite"):
+            return f"sqlite:///{(self.data_dir / 'events.db').resolve()}"
+        return self.resolved_database_url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the file, environment and explicit overrides."""
+    return Settings(**overrides)

@@ -1,0 +1,4 @@
+"""Import every module that defines tables, so Alembic sees the whole schema."""
+
+from puffin.audit import models as audit_models  # noqa: F401
+from puffin.auth import models as auth_models  # noqa: F401
