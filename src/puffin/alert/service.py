@@ -1,0 +1,286 @@
+"""Alerts: raise from detections with dedupe windows, triage, comments and statistics."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from puffin.alert.models import Alert, AlertComment
+from puffin.alert.schemas import (
+    OPEN_STATUSES,
+    SEVERITY,
+    AlertDetail,
+    AlertFilter,
+    AlertPage,
+    AlertRead,
+    AlertStats,
+    AlertUpdate,
+    CommentCreate,
+    CommentRead,
+    CountItem,
+    Detection,
+)
+from puffin.core.changes import diff, record_change
+from puffin.core.clock import utcnow
+from puffin.core.errors import NotFound
+from puffin.core.pagination import PageParams
+
+TACTICS = (
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
+)
+
+
+def attack_from_tags(tags: list[str]) -> tuple[list[str], list[str]]:
+    """Split Sigma tags into ATT&CK tactics and technique ids (`attack.t1059.001`)."""
+    tactics: list[str] = []
+    techniques: list[str] = []
+    for tag in tags:
+        name = tag.lower()
+        if not name.startswith("attack."):
+            continue
+        value = name[len("attack.") :].replace("_", "-")
+        if value.startswith("t") and value[1:2].isdigit():
+            techniques.append(value.upper())
+        elif value in TACTICS:
+            tactics.append(value)
+    return sorted(set(tactics)), sorted(set(techniques))
+
+
+def dedupe_key(detection: Detection) -> str:
+    """Return the key whose repeats fold into one open alert: the chosen fields' values."""
+    if not detection.dedupe_fields:
+        return ""
+    parts = [f"{f}={detection.event.get(f, '')}" for f in detection.dedupe_fields]
+    return "|".join(parts)[:200]
+
+
+def raise_alert(
+    *, session: Session, organisation_id: uuid.UUID, detection: Detection
+) -> tuple[AlertRead, bool]:
+    """Store a detection as an alert, or fold it into an open one; return (alert, created)."""
+    now = detection.event_time or utcnow()
+    key = dedupe_key(detection)
+    if detection.dedupe_window_seconds:
+        existing = _open_duplicate(session, organisation_id, detection, key, now)
+        if existing is not None:
+            existing.hits += 1
+            existing.last_seen = max(existing.last_seen, now)
+            existing.updated_at = utcnow()
+            session.flush()
+            return AlertRead.model_validate(existing), False
+    tactics, techniques = attack_from_tags(detection.tags)
+    alert = Alert(
+        organisation_id=organisation_id,
+        rule_id=detection.rule_id,
+        rule_title=detection.rule_title,
+        level=detection.level,
+        severity=SEVERITY[detection.level],
+        tactics=tactics,
+        techniques=techniques,
+        source_id=detection.source_id,
+        source_name=detection.source_name,
+        event_id=detection.event_id,
+        event=detection.event,
+        matched=detection.matched,
+        summary=str(detection.event.get("full_log", ""))[:2000],
+        dedupe_key=key,
+        staged=detection.staged,
+        first_seen=now,
+        last_seen=now,
+    )
+    session.add(alert)
+    session.flush()
+    return AlertRead.model_validate(alert), True
+
+
+def _open_duplicate(
+    session: Session, organisation_id: uuid.UUID, detection: Detection, key: str, now: datetime
+) -> Alert | None:
+    window_start = now - timedelta(seconds=detection.dedupe_window_seconds)
+    return session.scalar(
+        select(Alert)
+        .where(
+            Alert.organisation_id == organisation_id,
+            Alert.rule_id == detection.rule_id,
+            Alert.dedupe_key == key,
+            Alert.status.in_([s.value for s in OPEN_STATUSES]),
+            Alert.last_seen >= window_start,
+        )
+        .order_by(Alert.last_seen.desc())
+        .limit(1)
+    )
+
+
+def _alert(session: Session, organisation_id: uuid.UUID, alert_id: uuid.UUID) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None or alert.organisation_id != organisation_id:
+        raise NotFound(f"alert {alert_id} not found")
+    return alert
+
+
+def _filtered(organisation_id: uuid.UUID, alert_filter: AlertFilter) -> Any:
+    query = select(Alert).where(Alert.organisation_id == organisation_id)
+    if alert_filter.level:
+        query = query.where(Alert.level == alert_filter.level)
+    if alert_filter.min_severity is not None:
+        query = query.where(Alert.severity >= alert_filter.min_severity)
+    if alert_filter.rule_id:
+        query = query.where(Alert.rule_id == alert_filter.rule_id)
+    if alert_filter.source_id:
+        query = query.where(Alert.source_id == alert_filter.source_id)
+    if alert_filter.status:
+        query = query.where(Alert.status == alert_filter.status)
+    if alert_filter.open_only:
+        query = query.where(Alert.status.in_([s.value for s in OPEN_STATUSES]))
+    if alert_filter.since:
+        query = query.where(Alert.last_seen >= alert_filter.since)
+    if alert_filter.until:
+        query = query.where(Alert.last_seen <= alert_filter.until)
+    if not alert_filter.include_staged:
+        query = query.where(Alert.staged.is_(False))
+    if alert_filter.text:
+        escaped = alert_filter.text.lower().replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = query.where(
+            func.lower(Alert.rule_title).like(pattern, escape="\\")
+            | func.lower(Alert.summary).like(pattern, escape="\\")
+            | func.lower(Alert.source_name).like(pattern, escape="\\")
+        )
+    return query
+
+
+def list_alerts(
+    *, session: Session, organisation_id: uuid.UUID, alert_filter: AlertFilter, page: PageParams
+) -> AlertPage:
+    """Return the organisation's alerts, newest activity first."""
+    query = _filtered(organisation_id, alert_filter)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Alert.last_seen.desc(), Alert.id).offset(page.offset).limit(page.limit)
+    )
+    return AlertPage(
+        items=[AlertRead.model_validate(a) for a in rows],
+        total=total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+def get_alert(*, session: Session, organisation_id: uuid.UUID, alert_id: uuid.UUID) -> AlertDetail:
+    """Return one alert with its event, matched fields and comments."""
+    alert = _alert(session, organisation_id, alert_id)
+    comments = session.scalars(
+        select(AlertComment)
+        .where(AlertComment.alert_id == alert.id)
+        .order_by(AlertComment.created_at)
+    )
+    detail = AlertDetail.model_validate(alert)
+    return detail.model_copy(
+        update={"comments": [CommentRead.model_validate(c) for c in comments]}
+    )
+
+
+def update_alert(
+    *, session: Session, organisation_id: uuid.UUID, alert_id: uuid.UUID, alert_in: AlertUpdate
+) -> AlertRead:
+    """Change an alert's status or assignee."""
+    alert = _alert(session, organisation_id, alert_id)
+    values = alert_in.model_dump(exclude_unset=True)
+    before = {key: getattr(alert, key) for key in values}
+    for key, value in values.items():
+        setattr(alert, key, value)
+    alert.updated_at = utcnow()
+    session.flush()
+    record_change(
+        session,
+        action="update",
+        object_type="alert",
+        object_id=alert.id,
+        organisation_id=organisation_id,
+        summary=f"updated alert {alert.rule_title}",
+        changes=diff(before, values),
+    )
+    return AlertRead.model_validate(alert)
+
+
+def add_comment(
+    *,
+    session: Session,
+    organisation_id: uuid.UUID,
+    alert_id: uuid.UUID,
+    author: str,
+    comment_in: CommentCreate,
+) -> CommentRead:
+    """Add an analyst's comment to an alert."""
+    alert = _alert(session, organisation_id, alert_id)
+    comment = AlertComment(alert_id=alert.id, author=author, text=comment_in.text)
+    session.add(comment)
+    session.flush()
+    record_change(
+        session,
+        action="comment",
+        object_type="alert",
+        object_id=alert.id,
+        organisation_id=organisation_id,
+        summary=f"commented on alert {alert.rule_title}",
+    )
+    return CommentRead.model_validate(comment)
+
+
+def stats(
+    *, session: Session, organisation_id: uuid.UUID, since: datetime, until: datetime, buckets: int
+) -> AlertStats:
+    """Return alert counts over time, by level, top rules, top sources and ATT&CK tactics."""
+    width = max(int((until - since).total_seconds() // buckets), 1)
+    rows = session.execute(
+        select(Alert.last_seen, Alert.level, Alert.rule_title, Alert.source_name, Alert.tactics)
+        .where(
+            Alert.organisation_id == organisation_id,
+            Alert.last_seen >= since,
+            Alert.last_seen <= until,
+        )
+    ).all()
+    over_time = [0] * buckets
+    levels: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
+    tactics: Counter[str] = Counter()
+    for last_seen, level, title, source, alert_tactics in rows:
+        index = int((last_seen - since).total_seconds() // width)
+        over_time[min(max(index, 0), buckets - 1)] += 1
+        levels[level] += 1
+        rules[title] += 1
+        sources[source or "(none)"] += 1
+        tactics.update(alert_tactics or [])
+    return AlertStats(
+        since=since,
+        until=until,
+        bucket_seconds=width,
+        over_time=[(since + timedelta(seconds=width * i), n) for i, n in enumerate(over_time)],
+        by_level=_top(levels, 10),
+        top_rules=_top(rules, 10),
+        top_sources=_top(sources, 10),
+        tactics=_top(tactics, len(TACTICS)),
+    )
+
+
+def _top(counter: Counter[str], limit: int) -> list[CountItem]:
+    return [CountItem(key=k, count=n) for k, n in counter.most_common(limit)]

@@ -1,0 +1,96 @@
+"""Alerts: list with filters, detail, triage, comments and dashboard statistics."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from puffin.alert import service as alert_service
+from puffin.alert.schemas import (
+    AlertDetail,
+    AlertFilter,
+    AlertPage,
+    AlertRead,
+    AlertStats,
+    AlertUpdate,
+    CommentCreate,
+    CommentRead,
+)
+from puffin.auth.dependencies import Analyst, Reader, SessionDep
+from puffin.core.clock import utcnow
+from puffin.core.pagination import PageParams
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+def _org(principal: Reader) -> uuid.UUID:
+    assert principal.organisation_id is not None
+    return principal.organisation_id
+
+
+@router.get("", response_model=AlertPage)
+def list_alerts(
+    principal: Reader,
+    session: SessionDep,
+    page: Annotated[PageParams, Depends()],
+    alert_filter: Annotated[AlertFilter, Query()],
+) -> AlertPage:
+    """List alerts, newest activity first, filtered by level, rule, source, status, time, text."""
+    return alert_service.list_alerts(
+        session=session, organisation_id=_org(principal), alert_filter=alert_filter, page=page
+    )
+
+
+@router.get("/stats", response_model=AlertStats)
+def alert_stats(
+    principal: Reader,
+    session: SessionDep,
+    hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
+    buckets: Annotated[int, Query(ge=1, le=500)] = 48,
+) -> AlertStats:
+    """Return the dashboard's figures: alerts over time, levels, top rules and sources, tactics."""
+    until = utcnow()
+    return alert_service.stats(
+        session=session,
+        organisation_id=_org(principal),
+        since=until - timedelta(hours=hours),
+        until=until,
+        buckets=buckets,
+    )
+
+
+@router.get("/{alert_id}", response_model=AlertDetail)
+def get_alert(alert_id: uuid.UUID, principal: Reader, session: SessionDep) -> AlertDetail:
+    """Return an alert with its raw event, matched fields and comments."""
+    return alert_service.get_alert(
+        session=session, organisation_id=_org(principal), alert_id=alert_id
+    )
+
+
+@router.patch("/{alert_id}", response_model=AlertRead)
+def update_alert(
+    alert_id: uuid.UUID, alert_in: AlertUpdate, principal: Analyst, session: SessionDep
+) -> AlertRead:
+    """Acknowledge, assign or close an alert."""
+    return alert_service.update_alert(
+        session=session, organisation_id=_org(principal), alert_id=alert_id, alert_in=alert_in
+    )
+
+
+@router.post(
+    "/{alert_id}/comments", response_model=CommentRead, status_code=status.HTTP_201_CREATED
+)
+def add_comment(
+    alert_id: uuid.UUID, comment_in: CommentCreate, principal: Analyst, session: SessionDep
+) -> CommentRead:
+    """Comment on an alert."""
+    return alert_service.add_comment(
+        session=session,
+        organisation_id=_org(principal),
+        alert_id=alert_id,
+        author=principal.username,
+        comment_in=comment_in,
+    )

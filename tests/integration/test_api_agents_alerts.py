@@ -1,0 +1,157 @@
+"""Agent registry and alerts through the API: enrolment tokens, tasks, triage, statistics."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from puffin.alert import service as alert_service
+from puffin.alert.schemas import Detection, Level
+from puffin.app import create_app
+from puffin.auth import credentials
+from puffin.auth.credentials import ThrottlePolicy
+from puffin.auth.schemas import ApiKeyCreate
+from puffin.core.db import transaction
+from puffin.core.errors import Unauthenticated
+from puffin.core.settings import Settings
+from puffin.endpoint import service as endpoint_service
+from puffin.endpoint.schemas import EnrollmentRequest
+
+
+@pytest.fixture
+def admin(tmp_path):
+    announced: list[str] = []
+    app = create_app(Settings(data_dir=tmp_path, environment="test", tls=False), announce=announced.append)
+    with TestClient(app) as client:
+        password = announced[0].split("password: ")[1].strip()
+        factory = app.state.puffin.session_factory
+        with transaction(factory) as session:
+            user = credentials.verify_credentials(
+                session=session, username="admin", password=password, policy=ThrottlePolicy()
+            )
+            info = credentials.open_session(session=session, user=user, ip=None, max_age_seconds=600)
+            key = credentials.create_api_key(
+                session=session, principal=info.principal, key_in=ApiKeyCreate(name="tests")
+            )
+        client.headers["Authorization"] = f"Bearer {key.key}"
+        client.app_state = app.state.puffin  # type: ignore[attr-defined]
+        client.organisation_id = info.principal.organisation_id  # type: ignore[attr-defined]
+        yield client
+
+
+def _enroll(client, name: str = "web-01") -> uuid.UUID:
+    created = client.post("/api/v1/enrollment-tokens", json={"max_uses": 1, "default_group": "linux"})
+    assert created.status_code == 201, created.text
+    with transaction(client.app_state.session_factory) as session:
+        enrolled = endpoint_service.enroll(
+            session=session,
+            request=EnrollmentRequest(token=created.json()["token"], name=name, os_name="Linux"),
+            ip="127.0.0.1",
+        )
+    return enrolled.agent_id
+
+
+def test_enrollment_token_is_single_use_and_agent_is_listed(admin):
+    agent_id = _enroll(admin)
+    agents = admin.get("/api/v1/agents").json()
+    assert [a["name"] for a in agents["items"]] == ["web-01"]
+    assert agents["items"][0]["status"] == "never connected"
+    assert agents["items"][0]["groups"] == ["linux"]
+    token = admin.get("/api/v1/enrollment-tokens").json()[0]
+    assert token["uses"] == 1
+    assert "token" not in token
+    detail = admin.get(f"/api/v1/agents/{agent_id}").json()
+    assert detail["os_name"] == "Linux"
+
+
+def test_revoked_agent_credential_is_refused(admin):
+    token = admin.post("/api/v1/enrollment-tokens", json={}).json()["token"]
+    with transaction(admin.app_state.session_factory) as session:
+        enrolled = endpoint_service.enroll(
+            session=session, request=EnrollmentRequest(token=token, name="db-01"), ip=None
+        )
+        endpoint_service.authenticate_agent(
+            session=session, agent_id=enrolled.agent_id, credential=enrolled.credential
+        )
+    revoked = admin.post(f"/api/v1/agents/{enrolled.agent_id}/revoke")
+    assert revoked.json()["status"] == "revoked"
+    with transaction(admin.app_state.session_factory) as session, pytest.raises(Unauthenticated):
+        endpoint_service.authenticate_agent(
+            session=session, agent_id=enrolled.agent_id, credential=enrolled.credential
+        )
+
+
+def test_block_ip_task_validates_its_address(admin):
+    agent_id = _enroll(admin)
+    bad = admin.post(
+        f"/api/v1/agents/{agent_id}/tasks", json={"action": "block_ip", "parameters": {"ip": "1.2.3"}}
+    )
+    assert bad.status_code == 422
+    assert "ip" in bad.json()["detail"]
+    shell = admin.post(
+        f"/api/v1/agents/{agent_id}/tasks", json={"action": "run", "parameters": {"cmd": "id"}}
+    )
+    assert shell.status_code == 422
+    good = admin.post(
+        f"/api/v1/agents/{agent_id}/tasks",
+        json={"action": "block_ip", "parameters": {"ip": "203.0.113.9", "timeout_seconds": 60}},
+    )
+    assert good.status_code == 201
+    assert admin.get(f"/api/v1/agents/{agent_id}/tasks").json()[0]["status"] == "pending"
+
+
+def test_group_configuration_merges_into_the_agent_config(admin):
+    agent_id = _enroll(admin)
+    admin.put("/api/v1/agent-groups", json={"name": "linux", "config": {"fim": {"paths": ["/etc"]}}})
+    with transaction(admin.app_state.session_factory) as session:
+        version, config = endpoint_service.effective_config(session=session, agent_id=agent_id)
+    assert config == {"fim": {"paths": ["/etc"]}}
+    assert version == 2
+
+
+def _detect(client, **extra) -> None:
+    detection = Detection(
+        rule_id="r-ssh",
+        rule_title="SSH brute force",
+        level=Level.HIGH,
+        tags=["attack.credential_access", "attack.t1110.001"],
+        event={"src_ip": "198.51.100.7", "full_log": "Failed password for root"},
+        dedupe_fields=["src_ip"],
+        dedupe_window_seconds=600,
+        **extra,
+    )
+    with transaction(client.app_state.session_factory) as session:
+        alert_service.raise_alert(
+            session=session, organisation_id=client.organisation_id, detection=detection
+        )
+
+
+def test_repeated_detections_fold_into_one_alert_and_triage_works(admin):
+    _detect(admin)
+    _detect(admin)
+    alerts = admin.get("/api/v1/alerts", params={"level": "high"}).json()
+    assert alerts["total"] == 1
+    alert = alerts["items"][0]
+    assert alert["hits"] == 2
+    assert alert["tactics"] == ["credential-access"]
+    assert alert["techniques"] == ["T1110.001"]
+    assert alert["severity"] == 12
+    updated = admin.patch(f"/api/v1/alerts/{alert['id']}", json={"status": "acknowledged"})
+    assert updated.json()["status"] == "acknowledged"
+    admin.post(f"/api/v1/alerts/{alert['id']}/comments", json={"text": "looking"})
+    detail = admin.get(f"/api/v1/alerts/{alert['id']}").json()
+    assert [c["text"] for c in detail["comments"]] == ["looking"]
+    assert detail["event"]["src_ip"] == "198.51.100.7"
+    stats = admin.get("/api/v1/alerts/stats").json()
+    assert sum(n for _, n in stats["over_time"]) == 1
+    assert stats["top_rules"] == [{"key": "SSH brute force", "count": 1}]
+    trail = admin.get("/api/v1/audit", params={"object_type": "alert"}).json()
+    assert {e["action"] for e in trail["items"]} == {"update", "comment"}
+
+
+def test_bad_alert_filters_are_4xx(admin):
+    assert admin.get("/api/v1/alerts", params={"level": "apocalyptic"}).status_code == 422
+    assert admin.get(f"/api/v1/alerts/{uuid.uuid4()}").status_code == 404
+    assert admin.get("/api/v1/alerts/not-a-uuid").status_code == 422
