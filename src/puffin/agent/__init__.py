@@ -1,0 +1,1 @@
+"""Puffin agent layer."""

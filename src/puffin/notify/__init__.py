@@ -1,0 +1,1 @@
+"""Puffin notify layer."""
