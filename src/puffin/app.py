@@ -28,8 +28,10 @@ from puffin.core.metrics import HttpMetrics
 from puffin.core.settings import Settings
 from puffin.core.state import AppState
 from puffin.core.tls import fingerprint_of_file
+from puffin.ingest.store import EventStore
 from puffin.migrations.runner import upgrade_database
 from puffin.web import errors as web_errors
+from puffin.worker.background import start_background
 from puffin.web.router import router as web_router
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,11 @@ def build_state(settings: Settings) -> AppState:
     cert_file = settings.tls_cert_file or settings.data_dir / "tls" / "server.crt"
     if settings.tls and cert_file.exists():
         fingerprint = fingerprint_of_file(cert_file)
+    events_engine = (
+        engine
+        if settings.resolved_events_database_url == settings.resolved_database_url
+        else make_engine(settings.resolved_events_database_url)
+    )
     return AppState(
         settings=settings,
         engine=engine,
@@ -74,12 +81,14 @@ def build_state(settings: Settings) -> AppState:
         secret_key=secret,
         metrics=HttpMetrics(),
         tls_fingerprint=fingerprint,
+        extras={"event_store": EventStore(events_engine)},
     )
 
 
 def prepare_database(state: AppState, announce: Announce) -> None:
     """Migrate the database to the newest schema and create the first admin if needed."""
     upgrade_database(state.settings.resolved_database_url)
+    event_store(state).create_schema()
     with transaction(state.session_factory) as session:
         created = auth_service.ensure_initial_admin(session=session)
     if created is not None:
@@ -88,6 +97,12 @@ def prepare_database(state: AppState, announce: Announce) -> None:
             "Puffin created the first site admin. This password is shown once; "
             f"keep it safe:\n  username: {username}\n  password: {password}"
         )
+
+
+def event_store(state: AppState) -> EventStore:
+    """Return the application's event store."""
+    store: EventStore = state.extras["event_store"]
+    return store
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -154,7 +169,10 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(state, announce)
+        background = await start_background(state)
         yield
+        await background.stop()
+        event_store(state).engine.dispose()
         state.engine.dispose()
 
     app = FastAPI(

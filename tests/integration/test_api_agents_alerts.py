@@ -155,3 +155,54 @@ def test_bad_alert_filters_are_4xx(admin):
     assert admin.get("/api/v1/alerts", params={"level": "apocalyptic"}).status_code == 422
     assert admin.get(f"/api/v1/alerts/{uuid.uuid4()}").status_code == 404
     assert admin.get("/api/v1/alerts/not-a-uuid").status_code == 422
+
+
+def test_events_search_histogram_and_field_filters(admin):
+    from puffin.ingest.store import NewEvent
+
+    store = admin.app_state.extras["event_store"]
+    source = uuid.uuid4()
+    store.append(
+        organisation_id=admin.organisation_id,
+        source_id=source,
+        events=[
+            NewEvent(data={"program": "sshd", "user": "root"}, full_log="Failed password for root"),
+            NewEvent(data={"program": "sudo", "user": "bob"}, full_log="bob : COMMAND=/bin/ls"),
+        ],
+    )
+    store.append(
+        organisation_id=uuid.uuid4(), source_id=source, events=[NewEvent(data={}, full_log="other")]
+    )
+    everything = admin.get("/api/v1/events").json()
+    assert everything["total"] == 2
+    by_field = admin.get("/api/v1/events", params={"field": "program=sudo"}).json()
+    assert [e["data"]["user"] for e in by_field["items"]] == ["bob"]
+    by_text = admin.get("/api/v1/events", params={"text": "failed password"}).json()
+    assert by_text["total"] == 1
+    histogram = admin.get("/api/v1/events/histogram", params={"buckets": 10}).json()
+    assert sum(b["count"] for b in histogram["buckets"]) == 2
+    one = admin.get(f"/api/v1/events/{everything['items'][0]['id']}")
+    assert one.status_code == 200
+    assert admin.get("/api/v1/events", params={"field": "no-equals"}).status_code == 422
+    assert admin.get("/api/v1/events/999999").status_code == 404
+    assert admin.get("/api/v1/events/0").status_code == 422
+
+
+def test_syslog_listener_starts_with_the_server(tmp_path):
+    import socket
+    import time
+
+    settings = Settings(data_dir=tmp_path, environment="test", tls=False, syslog_udp_port=0, syslog_host="127.0.0.1")
+    app = create_app(settings, announce=lambda _: None)
+    with TestClient(app):
+        background = app.state.puffin.extras["background"]
+        port = background.syslog_ports["udp"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob", ("127.0.0.1", port))
+        store = app.state.puffin.extras["event_store"]
+        for _ in range(100):
+            if store.last_id():
+                break
+            time.sleep(0.05)
+        events = store.read_after(0)
+    assert [e.full_log for e in events] == ["<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob"]

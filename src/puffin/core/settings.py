@@ -65,6 +65,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    syslog_host: str = "0.0.0.0"  # noqa: S104 - appliances send from the network
+    syslog_udp_port: int | None = Field(default=None, ge=0, le=65535)
+    syslog_tcp_port: int | None = Field(default=None, ge=0, le=65535)
+    syslog_tls_port: int | None = Field(default=None, ge=0, le=65535)
+    syslog_organisation: str = Field(
+        default="default", description="Slug of the organisation syslog senders belong to."
+    )
+
+    event_retention_days: int = Field(default=30, ge=1, le=3650)
+    event_retention_max_events: int = Field(default=50_000_000, ge=1000)
+
     @classmethod
     def settings_customise_sources(
         cls,

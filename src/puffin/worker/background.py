@@ -1,0 +1,129 @@
+"""Background work the server runs beside HTTP: syslog listeners and event retention."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from puffin.auth import service as auth_service
+from puffin.core.changes import Actor, set_actor
+from puffin.core.db import transaction
+from puffin.core.state import AppState
+from puffin.core.tls import ensure_certificate
+from puffin.endpoint import service as endpoint_service
+from puffin.ingest.store import EventStore
+from puffin.ingest.syslog import SyslogReceiver
+
+logger = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_SECONDS = 3600.0
+
+
+@dataclass
+class Background:
+    """The tasks and listeners started with the application, stopped with it."""
+
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    receiver: SyslogReceiver | None = None
+    syslog_ports: dict[str, int] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        """Stop every task and listener."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.receiver is not None:
+            await self.receiver.stop()
+
+
+def _store(state: AppState) -> EventStore:
+    store: EventStore = state.extras["event_store"]
+    return store
+
+
+async def start_background(state: AppState) -> Background:
+    """Start what the settings ask for and return a handle to stop it."""
+    background = Background()
+    state.extras["background"] = background
+    settings = state.settings
+    ports = (settings.syslog_udp_port, settings.syslog_tcp_port, settings.syslog_tls_port)
+    if any(port is not None for port in ports):
+        background.receiver = _syslog_receiver(state)
+        background.syslog_ports = await background.receiver.start(
+            host=settings.syslog_host,
+            udp_port=settings.syslog_udp_port,
+            tcp_port=settings.syslog_tcp_port,
+            tls_port=settings.syslog_tls_port,
+            tls_context=_syslog_tls(state) if settings.syslog_tls_port is not None else None,
+        )
+        logger.info("syslog listening on %s", background.syslog_ports)
+    background.tasks.append(asyncio.create_task(_retention_loop(state)))
+    return background
+
+
+def _syslog_receiver(state: AppState) -> SyslogReceiver:
+    slug = state.settings.syslog_organisation
+    with transaction(state.session_factory) as session:
+        organisation = auth_service.get_organisation_by_slug(session=session, slug=slug)
+    if organisation is None:
+        raise RuntimeError(f"syslog_organisation {slug!r} does not exist; create it or change it")
+    organisation_id = organisation.id
+
+    def resolve(sender: str) -> uuid.UUID:
+        with transaction(state.session_factory) as session:
+            set_actor(session, Actor.system("syslog"))
+            return endpoint_service.source_for(
+                session=session,
+                organisation_id=organisation_id,
+                name=f"syslog-{sender}",
+                kind="syslog",
+                ip=sender,
+            )
+
+    return SyslogReceiver(
+        store=_store(state),
+        organisation_id=organisation_id,
+        resolve_source=resolve,
+        decode=_decoder(),
+    )
+
+
+def _decoder():  # type: ignore[no-untyped-def]
+    try:
+        from puffin.ingest.decoders import decode_line
+    except ImportError:
+        from puffin.ingest.syslog import plain_decode
+
+        return plain_decode
+    return decode_line
+
+
+def _syslog_tls(state: AppState) -> ssl.SSLContext:
+    settings = state.settings
+    paths = ensure_certificate(settings.data_dir, settings.tls_cert_file, settings.tls_key_file)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(paths.cert_file, paths.key_file)
+    return context
+
+
+async def _retention_loop(state: AppState) -> None:
+    settings = state.settings
+    while True:
+        try:
+            deleted = await asyncio.to_thread(
+                _store(state).apply_retention,
+                max_age=timedelta(days=settings.event_retention_days),
+                max_events=settings.event_retention_max_events,
+            )
+            if deleted:
+                logger.info("retention deleted %d events", deleted)
+        except Exception:
+            logger.exception("event retention failed; it will run again")
+        await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
