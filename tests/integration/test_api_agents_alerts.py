@@ -206,3 +206,27 @@ def test_syslog_listener_starts_with_the_server(tmp_path):
             time.sleep(0.05)
         events = store.read_after(0)
     assert [e.full_log for e in events] == ["<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob"]
+
+
+def test_alert_stream_pushes_new_alerts_as_server_sent_events(admin):
+    import threading
+    import time
+
+    errors: list[BaseException] = []
+
+    def later() -> None:
+        time.sleep(0.8)
+        try:
+            _detect(admin)
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    with admin.stream("GET", "/api/v1/alerts/stream", params={"max_seconds": 2.5}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = "".join(response.iter_text())
+    thread.join()
+    assert errors == []
+    assert "event: alert" in body
+    assert "SSH brute force" in body

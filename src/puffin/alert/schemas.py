@@ -127,6 +127,7 @@ class AlertFilter(BaseModel):
     until: datetime | None = None
     text: str | None = Field(default=None, max_length=200)
     include_staged: bool = True
+    updated_since: datetime | None = None
 
 
 class CountItem(BaseModel):

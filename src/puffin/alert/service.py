@@ -154,6 +154,8 @@ def _filtered(organisation_id: uuid.UUID, alert_filter: AlertFilter) -> Any:
         query = query.where(Alert.last_seen >= alert_filter.since)
     if alert_filter.until:
         query = query.where(Alert.last_seen <= alert_filter.until)
+    if alert_filter.updated_since:
+        query = query.where(Alert.updated_at > alert_filter.updated_since)
     if not alert_filter.include_staged:
         query = query.where(Alert.staged.is_(False))
     if alert_filter.text:

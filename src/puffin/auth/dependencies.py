@@ -17,6 +17,7 @@ from puffin.auth import credentials
 from puffin.auth.schemas import Principal, Role
 from puffin.core.changes import Actor, set_actor
 from puffin.core.crypto import tokens_equal
+from puffin.core.db import transaction
 from puffin.core.errors import Forbidden, NotFound, Unauthenticated
 from puffin.core.state import AppState
 
@@ -67,6 +68,10 @@ def _check_csrf(request: Request, expected: str) -> None:
 
 def get_principal(request: Request, session: SessionDep) -> Principal:
     """Return the caller, from a bearer API key or the console session cookie."""
+    return _authenticate(request, session)
+
+
+def _authenticate(request: Request, session: Session) -> Principal:
     ip = request.client.host if request.client else None
     key = _bearer(request)
     if key is not None:
@@ -85,6 +90,24 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_streaming_reader(request: Request, state: StateDep) -> Principal:
+    """Authenticate in a short transaction of its own, for long-lived streams.
+
+    A stream must not keep the request's session (and, on SQLite, its write lock) open
+    for as long as the client listens.
+    """
+    with transaction(state.session_factory) as session:
+        principal = _authenticate(request, session)
+    if principal.organisation_id is None and not principal.is_site_admin:
+        raise NotFound("no organisation selected; choose one first")
+    if not principal.has_role(Role.READ_ONLY):
+        raise Forbidden("this needs the read-only role in the organisation")
+    return principal
+
+
+StreamingReader = Annotated[Principal, Depends(get_streaming_reader)]
 
 
 def current_organisation(principal: CurrentPrincipal) -> uuid.UUID:

@@ -6,7 +6,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
 from fastapi import APIRouter, Depends, Query, status
+from fastapi.responses import StreamingResponse
 
 from puffin.alert import service as alert_service
 from puffin.alert.schemas import (
@@ -19,8 +24,9 @@ from puffin.alert.schemas import (
     CommentCreate,
     CommentRead,
 )
-from puffin.auth.dependencies import Analyst, Reader, SessionDep
+from puffin.auth.dependencies import Analyst, Reader, SessionDep, StateDep, StreamingReader
 from puffin.core.clock import utcnow
+from puffin.core.db import transaction
 from puffin.core.pagination import PageParams
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -59,6 +65,45 @@ def alert_stats(
         since=until - timedelta(hours=hours),
         until=until,
         buckets=buckets,
+    )
+
+
+STREAM_POLL_SECONDS = 0.5
+
+
+@router.get("/stream", response_class=StreamingResponse)
+async def alert_stream(
+    principal: StreamingReader,
+    state: StateDep,
+    max_seconds: Annotated[float, Query(gt=0, le=3600)] = 3600,
+) -> StreamingResponse:
+    """Stream new and updated alerts as Server-Sent Events (`event: alert`)."""
+    organisation_id = _org(principal)
+
+    def changed_since(since: datetime) -> list[AlertRead]:
+        with transaction(state.session_factory) as session:
+            page = alert_service.list_alerts(
+                session=session,
+                organisation_id=organisation_id,
+                alert_filter=AlertFilter(updated_since=since),
+                page=PageParams(limit=200),
+            )
+        return page.items
+
+    async def events() -> AsyncIterator[str]:
+        since = utcnow()
+        deadline = asyncio.get_running_loop().time() + max_seconds
+        yield "retry: 2000\n\n"
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+            items = await asyncio.to_thread(changed_since, since)
+            for alert in sorted(items, key=lambda a: a.updated_at):
+                since = max(since, alert.updated_at)
+                yield f"event: alert\ndata: {alert.model_dump_json()}\n\n"
+            yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )
 
 
