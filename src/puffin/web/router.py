@@ -1,7 +1,13 @@
-"""Console pages."""
+"""Console pages: sign-in, the shell with its navigation, and the admin area."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from puffin.web import auth
+from puffin.web.pages import admin, shell
+
 router = APIRouter(include_in_schema=False)
+router.include_router(auth.router)
+router.include_router(shell.router)
+router.include_router(admin.router)
