@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puffin import __version__
 from puffin.api import errors as api_errors
+from puffin.api.agent_gateway import router as agent_gateway_router
 from puffin.api.health import router as health_router
 from puffin.api.v1.router import router as api_v1_router
 from puffin.audit import service as audit_service
@@ -29,6 +30,7 @@ from puffin.core.settings import Settings
 from puffin.core.state import AppState
 from puffin.core.tls import fingerprint_of_file
 from puffin.ingest.store import EventStore
+from puffin.ingest.writer import GroupCommitWriter
 from puffin.migrations.runner import upgrade_database
 from puffin.web import errors as web_errors
 from puffin.worker.background import start_background
@@ -169,9 +171,13 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(state, announce)
+        writer = GroupCommitWriter(event_store(state))
+        state.extras["event_writer"] = writer
+        writer.start()
         background = await start_background(state)
         yield
         await background.stop()
+        writer.stop()
         event_store(state).engine.dispose()
         state.engine.dispose()
 
@@ -189,6 +195,7 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     _install_middleware(app, state)
     app.include_router(health_router)
     app.include_router(api_v1_router)
+    app.include_router(agent_gateway_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=_STATIC_DIR), name="static")
     return app

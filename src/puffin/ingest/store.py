@@ -89,6 +89,16 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class PendingBatch:
+    """A sequence-numbered batch from one source, waiting to be stored."""
+
+    organisation_id: uuid.UUID
+    source_id: uuid.UUID
+    sequence: int
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     """An event read back from the store, with its cursor id."""
 
@@ -163,6 +173,43 @@ class EventStore:
                 return BatchResult(stored=0, duplicate=True)
             raise
         return BatchResult(stored=len(rows), duplicate=False)
+
+    def append_many(self, batches: Sequence[PendingBatch]) -> list[BatchResult]:
+        """Store several sources' batches in one transaction (group commit).
+
+        A batch whose (source, sequence) was stored before, or appears twice in this
+        call, is answered as a duplicate and not stored again.
+        """
+        received_at = utcnow()
+        with self.engine.begin() as connection:
+            seen = _sequences_seen(connection, batches)
+            results: list[BatchResult] = []
+            batch_rows: list[dict[str, Any]] = []
+            event_rows: list[dict[str, Any]] = []
+            for batch in batches:
+                key = (str(batch.source_id), batch.sequence)
+                if key in seen:
+                    results.append(BatchResult(stored=0, duplicate=True))
+                    continue
+                seen.add(key)
+                batch_rows.append(
+                    {
+                        "source_id": key[0],
+                        "sequence": batch.sequence,
+                        "stored_at": received_at,
+                        "event_count": len(batch.events),
+                    }
+                )
+                event_rows.extend(
+                    _row(batch.organisation_id, batch.source_id, received_at, event)
+                    for event in batch.events
+                )
+                results.append(BatchResult(stored=len(batch.events), duplicate=False))
+            if batch_rows:
+                connection.execute(insert(batch_table), batch_rows)
+            if event_rows:
+                connection.execute(insert(event_table), event_rows)
+        return results
 
     def _batch_seen(self, source_id: uuid.UUID, sequence: int) -> bool:
         with self.engine.connect() as connection:
@@ -254,6 +301,21 @@ class EventStore:
             if max_events is not None:
                 deleted += _trim_to(connection, max_events)
         return deleted
+
+
+def _sequences_seen(connection: Connection, batches: Sequence[PendingBatch]) -> set[tuple[str, int]]:
+    wanted: dict[str, list[int]] = {}
+    for batch in batches:
+        wanted.setdefault(str(batch.source_id), []).append(batch.sequence)
+    seen: set[tuple[str, int]] = set()
+    for source_id, sequences in wanted.items():
+        rows = connection.execute(
+            select(batch_table.c.sequence).where(
+                batch_table.c.source_id == source_id, batch_table.c.sequence.in_(sequences)
+            )
+        )
+        seen.update((source_id, int(sequence)) for (sequence,) in rows)
+    return seen
 
 
 def _trim_to(connection: Connection, max_events: int) -> int:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from puffin.auth.dependencies import Analyst, OrgAdmin, Reader, StateDep
-from puffin.auth.dependencies import SessionDep
+from puffin.api.agent_gateway import auth_cache
+from puffin.auth.dependencies import Analyst, OrgAdmin, Reader, SessionDep, StateDep
 from puffin.core.pagination import PageParams
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.schemas import (
@@ -65,17 +65,24 @@ def update_agent(
 
 
 @router.post("/agents/{agent_id}/revoke", response_model=AgentRead)
-def revoke_agent(agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep) -> AgentRead:
+def revoke_agent(
+    agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep, state: StateDep
+) -> AgentRead:
     """Refuse the agent's credential from now on (admins)."""
-    return endpoint_service.revoke_agent(
+    revoked = endpoint_service.revoke_agent(
         session=session, organisation_id=_org(principal), agent_id=agent_id
     )
+    auth_cache(state).forget(agent_id)
+    return revoked
 
 
 @router.delete("/agents/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_agent(agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep) -> Response:
+def delete_agent(
+    agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep, state: StateDep
+) -> Response:
     """Remove an agent from the registry (admins)."""
     endpoint_service.delete_agent(session=session, organisation_id=_org(principal), agent_id=agent_id)
+    auth_cache(state).forget(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

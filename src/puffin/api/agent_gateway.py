@@ -1,0 +1,230 @@
+"""The endpoints agents call: enrol, deliver event batches, keep-alive with tasks, inventory.
+
+Agents authenticate with their id (`X-Puffin-Agent`) and credential (`Authorization:
+Bearer`). The batch endpoint acknowledges only after the batch is committed, and
+answers a repeated (agent, sequence) as a duplicate without storing it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from puffin.auth.dependencies import SessionDep, StateDep
+from puffin.core.changes import Actor, set_actor
+from puffin.core.crypto import hash_token, tokens_equal
+from puffin.core.db import transaction
+from puffin.core.errors import InvalidInput, Unauthenticated
+from puffin.core.state import AppState
+from puffin.endpoint import service as endpoint_service
+from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
+from puffin.ingest.batches import decompress, parse_json, to_new_events
+from puffin.ingest.store import PendingBatch
+from puffin.ingest.writer import GroupCommitWriter
+
+router = APIRouter(prefix="/api/agent/v1", tags=["agent gateway"])
+
+AUTH_CACHE_SECONDS = 30.0
+
+
+class BatchAck(BaseModel):
+    """The server's answer to a batch: stored (or already stored) under this sequence."""
+
+    sequence: int
+    stored: int
+    duplicate: bool
+
+
+class TaskResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: uuid.UUID
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeepAlive(BaseModel):
+    """What an agent reports every interval."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    health: dict[str, Any] | None = None
+    config_version: int = Field(default=0, ge=0)
+    task_results: list[TaskResult] = Field(default_factory=list, max_length=1000)
+    events_sent: int = Field(default=0, ge=0)
+
+
+class KeepAliveReply(BaseModel):
+    """What the server answers: configuration when it changed, and pending tasks."""
+
+    config_version: int
+    config: dict[str, Any] | None
+    tasks: list[TaskRead]
+
+
+class Inventory(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """An authenticated agent."""
+
+    agent_id: uuid.UUID
+    organisation_id: uuid.UUID
+
+
+class AgentAuthCache:
+    """Remembers verified credentials briefly so batches skip a database query each."""
+
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, tuple[str, uuid.UUID, float]] = {}
+
+    def check(self, agent_id: uuid.UUID, credential: str) -> AgentIdentity | None:
+        """Return the cached identity when this credential was verified recently."""
+        entry = self._entries.get(agent_id)
+        if entry is None or time.monotonic() - entry[2] > AUTH_CACHE_SECONDS:
+            return None
+        if not tokens_equal(entry[0], hash_token(credential)):
+            return None
+        return AgentIdentity(agent_id=agent_id, organisation_id=entry[1])
+
+    def remember(self, identity: AgentIdentity, credential: str) -> None:
+        """Cache a verified credential."""
+        self._entries[identity.agent_id] = (
+            hash_token(credential),
+            identity.organisation_id,
+            time.monotonic(),
+        )
+
+    def forget(self, agent_id: uuid.UUID) -> None:
+        """Drop a cached credential (after revocation)."""
+        self._entries.pop(agent_id, None)
+
+
+def auth_cache(state: AppState) -> AgentAuthCache:
+    """Return the application's agent credential cache, creating it on first use."""
+    cache = state.extras.get("agent_auth_cache")
+    if not isinstance(cache, AgentAuthCache):
+        cache = AgentAuthCache()
+        state.extras["agent_auth_cache"] = cache
+    return cache
+
+
+def event_writer(state: AppState) -> GroupCommitWriter:
+    """Return the application's group-commit writer."""
+    writer: GroupCommitWriter = state.extras["event_writer"]
+    return writer
+
+
+def _verify(state: AppState, agent_id: uuid.UUID, credential: str) -> AgentIdentity:
+    with transaction(state.session_factory) as session:
+        agent = endpoint_service.authenticate_agent(
+            session=session, agent_id=agent_id, credential=credential
+        )
+    identity = AgentIdentity(agent_id=agent.id, organisation_id=agent.organisation_id)
+    auth_cache(state).remember(identity, credential)
+    return identity
+
+
+async def current_agent(
+    request: Request,
+    state: StateDep,
+    x_puffin_agent: Annotated[str | None, Header()] = None,
+) -> AgentIdentity:
+    """Authenticate the calling agent by id and bearer credential."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential or not x_puffin_agent:
+        raise Unauthenticated("send X-Puffin-Agent and 'Authorization: Bearer CREDENTIAL'")
+    try:
+        agent_id = uuid.UUID(x_puffin_agent)
+    except ValueError as error:
+        raise Unauthenticated("X-Puffin-Agent is not an agent id") from error
+    cached = auth_cache(state).check(agent_id, credential.strip())
+    if cached is not None:
+        return cached
+    return await asyncio.to_thread(_verify, state, agent_id, credential.strip())
+
+
+CurrentAgent = Annotated[AgentIdentity, Depends(current_agent)]
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.post("/enroll", response_model=Enrolled, status_code=201)
+def enroll(enrollment: EnrollmentRequest, request: Request, session: SessionDep) -> Enrolled:
+    """Enrol an endpoint with a token; answer its id and credential."""
+    set_actor(session, Actor(kind="agent", id=None, name=enrollment.name, ip=_client_ip(request)))
+    return endpoint_service.enroll(session=session, request=enrollment, ip=_client_ip(request))
+
+
+@router.post("/events", response_model=BatchAck)
+async def deliver_events(
+    request: Request,
+    agent: CurrentAgent,
+    state: StateDep,
+    x_puffin_sequence: Annotated[int, Header(ge=0, le=2**62)],
+) -> BatchAck:
+    """Store a gzip-compressed JSON batch `{"events": [...]}`; acknowledge once committed."""
+    body = await request.body()
+    encoding = request.headers.get("content-encoding")
+    events = await asyncio.to_thread(_read_batch, body, encoding)
+    batch = PendingBatch(
+        organisation_id=agent.organisation_id,
+        source_id=agent.agent_id,
+        sequence=x_puffin_sequence,
+        events=events,
+    )
+    result = await asyncio.wrap_future(event_writer(state).submit(batch))
+    return BatchAck(sequence=x_puffin_sequence, stored=result.stored, duplicate=result.duplicate)
+
+
+def _read_batch(body: bytes, encoding: str | None) -> list[Any]:
+    document = parse_json(decompress(body, encoding))
+    if not isinstance(document, dict) or not isinstance(document.get("events"), list):
+        raise InvalidInput('the batch must be a JSON object {"events": [...]}')
+    return to_new_events(document["events"])
+
+
+@router.post("/keepalive", response_model=KeepAliveReply)
+def keepalive(
+    report: KeepAlive, request: Request, agent: CurrentAgent, session: SessionDep
+) -> KeepAliveReply:
+    """Record health, store task results, and hand over configuration and new tasks."""
+    set_actor(session, Actor(kind="agent", id=agent.agent_id, name=str(agent.agent_id)))
+    for item in report.task_results:
+        endpoint_service.finish_task(
+            session=session,
+            agent_id=agent.agent_id,
+            task_id=item.task_id,
+            ok=item.ok,
+            result=item.result,
+        )
+    version, config = endpoint_service.effective_config(session=session, agent_id=agent.agent_id)
+    endpoint_service.record_contact(
+        session=session,
+        agent_id=agent.agent_id,
+        ip=_client_ip(request),
+        health=report.health,
+        events=report.events_sent,
+        config_version=report.config_version,
+    )
+    tasks = endpoint_service.take_pending_tasks(session=session, agent_id=agent.agent_id)
+    changed = version != report.config_version
+    return KeepAliveReply(config_version=version, config=config if changed else None, tasks=tasks)
+
+
+@router.post("/inventory", status_code=204)
+def inventory(snapshot: Inventory, agent: CurrentAgent, session: SessionDep) -> None:
+    """Keep the agent's latest inventory."""
+    endpoint_service.store_inventory(
+        session=session, agent_id=agent.agent_id, inventory=snapshot.model_dump()
+    )

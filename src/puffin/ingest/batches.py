@@ -1,0 +1,97 @@
+"""Reading agent event batches safely: size limits, gzip, schema, and normalisation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+from puffin.core.errors import InvalidInput, PuffinError
+from puffin.ingest.store import NewEvent
+
+MAX_COMPRESSED_BYTES = 8 * 1024 * 1024
+MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
+MAX_EVENTS_PER_BATCH = 20_000
+MAX_EVENT_BYTES = 256 * 1024
+
+
+class PayloadTooLarge(PuffinError):
+    """The batch is bigger than the server accepts."""
+
+    status_code = 413
+    title = "Payload too large"
+
+
+class UnsupportedEncoding(PuffinError):
+    """The batch uses a content encoding the server does not read."""
+
+    status_code = 415
+    title = "Unsupported media type"
+
+
+def decompress(body: bytes, encoding: str | None) -> bytes:
+    """Return the body decompressed, refusing bombs past MAX_DECOMPRESSED_BYTES."""
+    if len(body) > MAX_COMPRESSED_BYTES:
+        raise PayloadTooLarge(f"batches are limited to {MAX_COMPRESSED_BYTES} bytes on the wire")
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise UnsupportedEncoding(f"content encoding {encoding!r} is not supported; use gzip")
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = decompressor.decompress(body, MAX_DECOMPRESSED_BYTES + 1)
+    except zlib.error as error:
+        raise InvalidInput(f"the gzip body is corrupt: {error}") from error
+    if len(data) > MAX_DECOMPRESSED_BYTES or decompressor.unconsumed_tail:
+        raise PayloadTooLarge(f"batches are limited to {MAX_DECOMPRESSED_BYTES} bytes unpacked")
+    if not decompressor.eof:
+        raise InvalidInput("the gzip body is truncated")
+    return data
+
+
+def compress(data: bytes) -> bytes:
+    """Return gzip-compressed bytes (for tests and the agent)."""
+    return gzip.compress(data, compresslevel=5)
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse JSON, turning errors into a 422 with the position."""
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInput(f"the body is not valid JSON: {error}") from error
+
+
+def _event_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_new_events(raw_events: list[Any]) -> list[NewEvent]:
+    """Validate each event mapping and wrap it for the store; refuse the batch on any fault."""
+    if len(raw_events) > MAX_EVENTS_PER_BATCH:
+        raise PayloadTooLarge(f"a batch holds at most {MAX_EVENTS_PER_BATCH} events")
+    events = []
+    for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            raise InvalidInput(f"events[{index}] must be a JSON object")
+        if len(json.dumps(raw, default=str)) > MAX_EVENT_BYTES:
+            raise PayloadTooLarge(f"events[{index}] is larger than {MAX_EVENT_BYTES} bytes")
+        events.append(
+            NewEvent(
+                data=raw,
+                event_time=_event_time(raw.get("timestamp") or raw.get("@timestamp")),
+                module=str(raw.get("module", "log"))[:40],
+                location=str(raw.get("location", ""))[:500],
+                full_log=str(raw.get("full_log", "")),
+            )
+        )
+    return events
