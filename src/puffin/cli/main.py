@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
 
 import typer
 
@@ -23,7 +24,11 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
 }
 
 # name -> (module, attribute, help) for single commands (functions taking Typer arguments).
-SINGLE_COMMANDS: dict[str, tuple[str, str, str]] = {}
+SINGLE_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "demo": ("puffin.cli.demo", "demo", "Run a local demo server (HTTPS, embedded database)."),
+}
+
+_NEEDS_SERVER = "needs the server parts: pip install 'puffin-mdr[server]'"
 
 
 def _version() -> None:
@@ -43,18 +48,32 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     root.command("version")(_version)
     wanted = _wanted_name(argv if argv is not None else sys.argv[1:])
     for name, (module_name, help_text) in COMMAND_GROUPS.items():
-        if wanted is None or wanted == name:
-            module = importlib.import_module(module_name)
+        module = _import(module_name) if wanted in (None, name) else None
+        if module is not None:
             root.add_typer(module.app, name=name, help=help_text)
         else:
-            root.add_typer(typer.Typer(), name=name, help=help_text)
+            root.command(name, help=help_text if wanted != name else _NEEDS_SERVER)(_unavailable)
     for name, (module_name, attribute, help_text) in SINGLE_COMMANDS.items():
-        if wanted is None or wanted == name:
-            function = getattr(importlib.import_module(module_name), attribute)
-            root.command(name, help=help_text)(function)
+        module = _import(module_name) if wanted in (None, name) else None
+        if module is not None:
+            root.command(name, help=help_text)(getattr(module, attribute))
         else:
-            root.command(name, help=help_text)(_version)
+            root.command(name, help=help_text if wanted != name else _NEEDS_SERVER)(_unavailable)
     return root
+
+
+def _import(module_name: str) -> ModuleType | None:
+    """Import a command module, or return None when its extra is not installed."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError:
+        return None
+
+
+def _unavailable() -> None:
+    """Explain that this command's parts are not installed."""
+    typer.echo(f"error: this command {_NEEDS_SERVER}", err=True)
+    raise typer.Exit(2)
 
 
 def _wanted_name(argv: list[str]) -> str | None:
