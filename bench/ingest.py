@@ -130,7 +130,9 @@ async def run_agents(
     errors = 0
     per_batch = max(1, round(eps * interval))
     async with httpx.AsyncClient(base_url=base, verify=verify, limits=limits, timeout=30) as client:
-        end = time.monotonic() + seconds
+        # Agents start spread over one interval; count only the steady state after it.
+        steady_from = time.monotonic() + interval
+        end = steady_from + seconds
 
         async def agent_loop(index: int, headers: dict[str, str]) -> None:
             nonlocal stored, errors
@@ -152,15 +154,15 @@ async def run_agents(
                         },
                     )
                     response.raise_for_status()
-                    stored += int(response.json()["stored"])
-                    latencies.append(time.monotonic() - started)
+                    if started >= steady_from:
+                        stored += int(response.json()["stored"])
+                        latencies.append(time.monotonic() - started)
                 except httpx.HTTPError:
                     errors += 1
                 await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
-        started_at = time.monotonic()
         await asyncio.gather(*(agent_loop(i, h) for i, h in enumerate(agents)))
-        elapsed = time.monotonic() - started_at
+        elapsed = seconds
     return {"stored": stored, "errors": errors, "latencies": latencies, "elapsed": elapsed}
 
 
@@ -185,7 +187,9 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--eps", type=float, default=10.0, help="events per second per agent")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between batches")
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between an agent's batches"
+    )
     parser.add_argument("--senders", type=int, default=2, help="load-generating processes")
     options = parser.parse_args()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from puffin.core.errors import InvalidInput, PuffinError
 from puffin.ingest.store import NewEvent
@@ -60,8 +61,8 @@ def compress(data: bytes) -> bytes:
 def parse_json(data: bytes) -> Any:
     """Parse JSON, turning errors into a 422 with the position."""
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
         raise InvalidInput(f"the body is not valid JSON: {error}") from error
 
 
@@ -83,15 +84,16 @@ def to_new_events(raw_events: list[Any]) -> list[NewEvent]:
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             raise InvalidInput(f"events[{index}] must be a JSON object")
-        if len(json.dumps(raw, default=str)) > MAX_EVENT_BYTES:
-            raise PayloadTooLarge(f"events[{index}] is larger than {MAX_EVENT_BYTES} bytes")
+        full_log = raw.get("full_log", "")
+        if isinstance(full_log, str) and len(full_log) > MAX_EVENT_BYTES:
+            raise PayloadTooLarge(f"events[{index}].full_log is longer than {MAX_EVENT_BYTES}")
         events.append(
             NewEvent(
                 data=raw,
                 event_time=_event_time(raw.get("timestamp") or raw.get("@timestamp")),
                 module=str(raw.get("module", "log"))[:40],
                 location=str(raw.get("location", ""))[:500],
-                full_log=str(raw.get("full_log", "")),
+                full_log=full_log if isinstance(full_log, str) else str(full_log),
             )
         )
     return events

@@ -9,13 +9,14 @@ twice.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from sqlalchemy import (
     BigInteger,
@@ -372,7 +373,7 @@ def _row(
         "module": event.module[:40],
         "location": event.location[:500],
         "full_log": event.full_log[:MAX_FULL_LOG],
-        "data": json.dumps(event.data, separators=(",", ":"), default=str),
+        "data": orjson.dumps(event.data, default=str).decode(),
     }
 
 
@@ -386,7 +387,7 @@ def _stored(row: Mapping[str, Any]) -> StoredEvent:
         module=row["module"],
         location=row["location"],
         full_log=row["full_log"],
-        data=json.loads(row["data"]),
+        data=orjson.loads(row["data"]),
     )
 
 
