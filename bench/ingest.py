@@ -69,13 +69,14 @@ def _ready(data_dir: Path, port: int) -> bool:
 
 def admin_key(data_dir: Path) -> str:
     """Prepare the database and return an admin API key, made through the services."""
+    from sqlalchemy import select
+
     from puffin.app import build_state, prepare_database
     from puffin.auth import credentials
     from puffin.auth.models import User
     from puffin.auth.schemas import ApiKeyCreate
     from puffin.core.db import transaction
     from puffin.core.settings import Settings
-    from sqlalchemy import select
 
     state = build_state(Settings(data_dir=data_dir))
     prepare_database(state, lambda _message: None)
@@ -100,7 +101,10 @@ def enrol_agents(base: str, verify: ssl.SSLContext, key: str, count: int) -> lis
                 "/api/agent/v1/enroll", json={"token": token, "name": f"bench-{index:05d}"}
             ).json()
             agents.append(
-                {"X-Puffin-Agent": body["agent_id"], "Authorization": f"Bearer {body['credential']}"}
+                {
+                    "X-Puffin-Agent": body["agent_id"],
+                    "Authorization": f"Bearer {body['credential']}",
+                }
             )
     return agents
 
@@ -121,7 +125,12 @@ def _events(agent: int, start: int, count: int) -> bytes:
 
 
 async def run_agents(
-    base: str, cafile: str, agents: list[dict[str, str]], eps: float, seconds: float, interval: float
+    base: str,
+    cafile: str,
+    agents: list[dict[str, str]],
+    eps: float,
+    seconds: float,
+    interval: float,
 ) -> dict[str, object]:
     verify = ssl.create_default_context(cafile=cafile)
     limits = httpx.Limits(max_connections=len(agents), max_keepalive_connections=len(agents))
@@ -137,7 +146,7 @@ async def run_agents(
         async def agent_loop(index: int, headers: dict[str, str]) -> None:
             nonlocal stored, errors
             sequence = 0
-            await asyncio.sleep(random.uniform(0, interval))  # noqa: S311 - spread the start
+            await asyncio.sleep(random.uniform(0, interval))
             while time.monotonic() < end:
                 sequence += 1
                 body = _events(index, sequence * per_batch, per_batch)
@@ -166,11 +175,16 @@ async def run_agents(
     return {"stored": stored, "errors": errors, "latencies": latencies, "elapsed": elapsed}
 
 
-def _worker(args: tuple[str, str, list[dict[str, str]], float, float, float], out: "multiprocessing.Queue[dict[str, object]]") -> None:
+def _worker(
+    args: tuple[str, str, list[dict[str, str]], float, float, float],
+    out: multiprocessing.Queue[dict[str, object]],
+) -> None:
     out.put(asyncio.run(run_agents(*args)))
 
 
-def watch_rss(pid: int, stop: "multiprocessing.synchronize.Event", out: "multiprocessing.Queue[float]") -> None:
+def watch_rss(
+    pid: int, stop: multiprocessing.synchronize.Event, out: multiprocessing.Queue[float]
+) -> None:
     process = psutil.Process(pid)
     peak = 0.0
     while not stop.is_set():

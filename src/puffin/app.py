@@ -33,8 +33,8 @@ from puffin.ingest.store import EventStore
 from puffin.ingest.writer import GroupCommitWriter
 from puffin.migrations.runner import upgrade_database
 from puffin.web import errors as web_errors
-from puffin.worker.background import start_background
 from puffin.web.router import router as web_router
+from puffin.worker.background import start_background
 
 logger = logging.getLogger(__name__)
 

@@ -21,22 +21,32 @@ from puffin.ingest.batches import MAX_DECOMPRESSED_BYTES
 @pytest.fixture
 def server(tmp_path):
     announced: list[str] = []
-    app = create_app(Settings(data_dir=tmp_path, environment="test", tls=False), announce=announced.append)
+    app = create_app(
+        Settings(data_dir=tmp_path, environment="test", tls=False), announce=announced.append
+    )
     with TestClient(app) as client:
         password = announced[0].split("password: ")[1].strip()
         with transaction(app.state.puffin.session_factory) as session:
             user = credentials.verify_credentials(
                 session=session, username="admin", password=password, policy=ThrottlePolicy()
             )
-            info = credentials.open_session(session=session, user=user, ip=None, max_age_seconds=600)
-            key = credentials.create_api_key(session=session, principal=info.principal, key_in=ApiKeyCreate(name="t"))
+            info = credentials.open_session(
+                session=session, user=user, ip=None, max_age_seconds=600
+            )
+            key = credentials.create_api_key(
+                session=session, principal=info.principal, key_in=ApiKeyCreate(name="t")
+            )
         client.admin_headers = {"Authorization": f"Bearer {key.key}"}  # type: ignore[attr-defined]
         yield client
 
 
 def _enroll(server, name="host-1"):
-    token = server.post("/api/v1/enrollment-tokens", json={"max_uses": 2}, headers=server.admin_headers).json()["token"]
-    response = server.post("/api/agent/v1/enroll", json={"token": token, "name": name, "os_name": "Linux"})
+    token = server.post(
+        "/api/v1/enrollment-tokens", json={"max_uses": 2}, headers=server.admin_headers
+    ).json()["token"]
+    response = server.post(
+        "/api/agent/v1/enroll", json={"token": token, "name": name, "os_name": "Linux"}
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     return {"X-Puffin-Agent": body["agent_id"], "Authorization": f"Bearer {body['credential']}"}
@@ -47,13 +57,21 @@ def _batch(events, sequence, headers, encoding="gzip"):
     body = gzip.compress(raw) if encoding == "gzip" else raw
     return {
         "content": body,
-        "headers": {**headers, "Content-Encoding": encoding, "X-Puffin-Sequence": str(sequence), "Content-Type": "application/json"},
+        "headers": {
+            **headers,
+            "Content-Encoding": encoding,
+            "X-Puffin-Sequence": str(sequence),
+            "Content-Type": "application/json",
+        },
     }
 
 
 def test_a_batch_is_stored_once_and_searchable(server):
     agent = _enroll(server)
-    events = [{"full_log": f"line {i}", "module": "logcollector", "location": "/var/log/x.log"} for i in range(5)]
+    events = [
+        {"full_log": f"line {i}", "module": "logcollector", "location": "/var/log/x.log"}
+        for i in range(5)
+    ]
     first = server.post("/api/agent/v1/events", **_batch(events, 1, agent))
     again = server.post("/api/agent/v1/events", **_batch(events, 1, agent))
     assert first.json() == {"sequence": 1, "stored": 5, "duplicate": False}
@@ -65,20 +83,40 @@ def test_a_batch_is_stored_once_and_searchable(server):
 
 def test_bad_batches_are_refused_with_reasons_and_nothing_is_stored(server):
     agent = _enroll(server)
-    corrupt = server.post("/api/agent/v1/events", content=b"\x1f\x8bnot gzip", headers={**agent, "Content-Encoding": "gzip", "X-Puffin-Sequence": "1"})
+    corrupt = server.post(
+        "/api/agent/v1/events",
+        content=b"\x1f\x8bnot gzip",
+        headers={**agent, "Content-Encoding": "gzip", "X-Puffin-Sequence": "1"},
+    )
     assert corrupt.status_code == 422
     assert "gzip" in corrupt.json()["detail"]
-    not_json = server.post("/api/agent/v1/events", content=gzip.compress(b"{nope"), headers={**agent, "Content-Encoding": "gzip", "X-Puffin-Sequence": "2"})
+    not_json = server.post(
+        "/api/agent/v1/events",
+        content=gzip.compress(b"{nope"),
+        headers={**agent, "Content-Encoding": "gzip", "X-Puffin-Sequence": "2"},
+    )
     assert not_json.status_code == 422
     not_objects = server.post("/api/agent/v1/events", **_batch([{"ok": 1}, "text"], 3, agent))
     assert not_objects.status_code == 422
     assert "events[1]" in not_objects.json()["detail"]
     bomb = gzip.compress(b"0" * (MAX_DECOMPRESSED_BYTES + 10))
-    too_big = server.post("/api/agent/v1/events", content=bomb, headers={**agent, "Content-Encoding": "gzip", "X-Puffin-Sequence": "4"})
+    too_big = server.post(
+        "/api/agent/v1/events",
+        content=bomb,
+        headers={**agent, "Content-Encoding": "gzip", "X-Puffin-Sequence": "4"},
+    )
     assert too_big.status_code == 413
-    brotli = server.post("/api/agent/v1/events", content=b"x", headers={**agent, "Content-Encoding": "br", "X-Puffin-Sequence": "5"})
+    brotli = server.post(
+        "/api/agent/v1/events",
+        content=b"x",
+        headers={**agent, "Content-Encoding": "br", "X-Puffin-Sequence": "5"},
+    )
     assert brotli.status_code == 415
-    no_sequence = server.post("/api/agent/v1/events", content=gzip.compress(b'{"events":[]}'), headers={**agent, "Content-Encoding": "gzip"})
+    no_sequence = server.post(
+        "/api/agent/v1/events",
+        content=gzip.compress(b'{"events":[]}'),
+        headers={**agent, "Content-Encoding": "gzip"},
+    )
     assert no_sequence.status_code == 422
     assert server.get("/api/v1/events", headers=server.admin_headers).json()["total"] == 0
 
@@ -87,7 +125,13 @@ def test_wrong_or_revoked_credentials_are_refused(server):
     agent = _enroll(server)
     wrong = {**agent, "Authorization": "Bearer not-the-credential"}
     assert server.post("/api/agent/v1/events", **_batch([], 1, wrong)).status_code == 401
-    assert server.post("/api/agent/v1/events", **_batch([], 1, {"X-Puffin-Agent": "x", "Authorization": "Bearer y"})).status_code == 401
+    assert (
+        server.post(
+            "/api/agent/v1/events",
+            **_batch([], 1, {"X-Puffin-Agent": "x", "Authorization": "Bearer y"}),
+        ).status_code
+        == 401
+    )
     assert server.post("/api/agent/v1/events", **_batch([], 1, {})).status_code == 401
     assert server.post("/api/agent/v1/events", **_batch([], 2, agent)).status_code == 200
     server.post(f"/api/v1/agents/{agent['X-Puffin-Agent']}/revoke", headers=server.admin_headers)
@@ -95,8 +139,12 @@ def test_wrong_or_revoked_credentials_are_refused(server):
 
 
 def test_enrolment_token_limits_are_enforced(server):
-    token = server.post("/api/v1/enrollment-tokens", json={"max_uses": 1}, headers=server.admin_headers).json()["token"]
-    assert server.post("/api/agent/v1/enroll", json={"token": token, "name": "a"}).status_code == 201
+    token = server.post(
+        "/api/v1/enrollment-tokens", json={"max_uses": 1}, headers=server.admin_headers
+    ).json()["token"]
+    assert (
+        server.post("/api/agent/v1/enroll", json={"token": token, "name": "a"}).status_code == 201
+    )
     used_up = server.post("/api/agent/v1/enroll", json={"token": token, "name": "b"})
     assert used_up.status_code == 401
     assert "used up" in used_up.json()["detail"]
@@ -107,14 +155,31 @@ def test_enrolment_token_limits_are_enforced(server):
 def test_keepalive_delivers_config_and_tasks_and_takes_results(server):
     agent = _enroll(server)
     agent_id = agent["X-Puffin-Agent"]
-    server.put("/api/v1/agent-groups", json={"name": "default", "config": {"fim": {"paths": ["/etc"]}}}, headers=server.admin_headers)
-    task = server.post(f"/api/v1/agents/{agent_id}/tasks", json={"action": "kill_process", "parameters": {"pid": 4242}}, headers=server.admin_headers).json()
-    reply = server.post("/api/agent/v1/keepalive", json={"health": {"queued": 3}, "config_version": 0}, headers=agent).json()
+    server.put(
+        "/api/v1/agent-groups",
+        json={"name": "default", "config": {"fim": {"paths": ["/etc"]}}},
+        headers=server.admin_headers,
+    )
+    task = server.post(
+        f"/api/v1/agents/{agent_id}/tasks",
+        json={"action": "kill_process", "parameters": {"pid": 4242}},
+        headers=server.admin_headers,
+    ).json()
+    reply = server.post(
+        "/api/agent/v1/keepalive",
+        json={"health": {"queued": 3}, "config_version": 0},
+        headers=agent,
+    ).json()
     assert reply["config"] == {"fim": {"paths": ["/etc"]}}
     assert [t["id"] for t in reply["tasks"]] == [task["id"]]
     second = server.post(
         "/api/agent/v1/keepalive",
-        json={"config_version": reply["config_version"], "task_results": [{"task_id": task["id"], "ok": False, "result": {"error": "no such process"}}]},
+        json={
+            "config_version": reply["config_version"],
+            "task_results": [
+                {"task_id": task["id"], "ok": False, "result": {"error": "no such process"}}
+            ],
+        },
         headers=agent,
     ).json()
     assert second["config"] is None
@@ -129,9 +194,19 @@ def test_keepalive_delivers_config_and_tasks_and_takes_results(server):
 
 def test_inventory_is_kept_on_the_agent(server):
     agent = _enroll(server)
-    response = server.post("/api/agent/v1/inventory", json={"os": {"name": "Debian"}, "packages": [{"name": "bash"}]}, headers=agent)
+    response = server.post(
+        "/api/agent/v1/inventory",
+        json={"os": {"name": "Debian"}, "packages": [{"name": "bash"}]},
+        headers=agent,
+    )
     assert response.status_code == 204
-    detail = server.get(f"/api/v1/agents/{agent['X-Puffin-Agent']}", headers=server.admin_headers).json()
+    detail = server.get(
+        f"/api/v1/agents/{agent['X-Puffin-Agent']}", headers=server.admin_headers
+    ).json()
     assert detail["inventory"]["os"] == {"name": "Debian"}
-    bogus = server.post("/api/agent/v1/keepalive", json={"task_results": [{"task_id": str(uuid.uuid4()), "ok": True}]}, headers=agent)
+    bogus = server.post(
+        "/api/agent/v1/keepalive",
+        json={"task_results": [{"task_id": str(uuid.uuid4()), "ok": True}]},
+        headers=agent,
+    )
     assert bogus.status_code == 404

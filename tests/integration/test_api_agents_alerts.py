@@ -23,7 +23,9 @@ from puffin.endpoint.schemas import EnrollmentRequest
 @pytest.fixture
 def admin(tmp_path):
     announced: list[str] = []
-    app = create_app(Settings(data_dir=tmp_path, environment="test", tls=False), announce=announced.append)
+    app = create_app(
+        Settings(data_dir=tmp_path, environment="test", tls=False), announce=announced.append
+    )
     with TestClient(app) as client:
         password = announced[0].split("password: ")[1].strip()
         factory = app.state.puffin.session_factory
@@ -31,7 +33,9 @@ def admin(tmp_path):
             user = credentials.verify_credentials(
                 session=session, username="admin", password=password, policy=ThrottlePolicy()
             )
-            info = credentials.open_session(session=session, user=user, ip=None, max_age_seconds=600)
+            info = credentials.open_session(
+                session=session, user=user, ip=None, max_age_seconds=600
+            )
             key = credentials.create_api_key(
                 session=session, principal=info.principal, key_in=ApiKeyCreate(name="tests")
             )
@@ -42,7 +46,9 @@ def admin(tmp_path):
 
 
 def _enroll(client, name: str = "web-01") -> uuid.UUID:
-    created = client.post("/api/v1/enrollment-tokens", json={"max_uses": 1, "default_group": "linux"})
+    created = client.post(
+        "/api/v1/enrollment-tokens", json={"max_uses": 1, "default_group": "linux"}
+    )
     assert created.status_code == 201, created.text
     with transaction(client.app_state.session_factory) as session:
         enrolled = endpoint_service.enroll(
@@ -86,7 +92,8 @@ def test_revoked_agent_credential_is_refused(admin):
 def test_block_ip_task_validates_its_address(admin):
     agent_id = _enroll(admin)
     bad = admin.post(
-        f"/api/v1/agents/{agent_id}/tasks", json={"action": "block_ip", "parameters": {"ip": "1.2.3"}}
+        f"/api/v1/agents/{agent_id}/tasks",
+        json={"action": "block_ip", "parameters": {"ip": "1.2.3"}},
     )
     assert bad.status_code == 422
     assert "ip" in bad.json()["detail"]
@@ -104,7 +111,9 @@ def test_block_ip_task_validates_its_address(admin):
 
 def test_group_configuration_merges_into_the_agent_config(admin):
     agent_id = _enroll(admin)
-    admin.put("/api/v1/agent-groups", json={"name": "linux", "config": {"fim": {"paths": ["/etc"]}}})
+    admin.put(
+        "/api/v1/agent-groups", json={"name": "linux", "config": {"fim": {"paths": ["/etc"]}}}
+    )
     with transaction(admin.app_state.session_factory) as session:
         version, config = endpoint_service.effective_config(session=session, agent_id=agent_id)
     assert config == {"fim": {"paths": ["/etc"]}}
@@ -192,20 +201,27 @@ def test_syslog_listener_starts_with_the_server(tmp_path):
     import socket
     import time
 
-    settings = Settings(data_dir=tmp_path, environment="test", tls=False, syslog_udp_port=0, syslog_host="127.0.0.1")
+    settings = Settings(
+        data_dir=tmp_path, environment="test", tls=False, syslog_udp_port=0, syslog_host="127.0.0.1"
+    )
     app = create_app(settings, announce=lambda _: None)
     with TestClient(app):
         background = app.state.puffin.extras["background"]
         port = background.syslog_ports["udp"]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.sendto(b"<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob", ("127.0.0.1", port))
+            udp.sendto(
+                b"<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob",
+                ("127.0.0.1", port),
+            )
         store = app.state.puffin.extras["event_store"]
         for _ in range(100):
             if store.last_id():
                 break
             time.sleep(0.05)
         events = store.read_after(0)
-    assert [e.full_log for e in events] == ["<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob"]
+    assert [e.full_log for e in events] == [
+        "<38>Nov 22 09:15:01 fw01 sshd[811]: Accepted password for bob"
+    ]
 
 
 def test_alert_stream_pushes_new_alerts_as_server_sent_events(admin):

@@ -40,7 +40,15 @@ class FailedPasswordRule:
         if event.get("boom"):
             raise RuntimeError("engine bug")
         if event.get("program") == "sshd" and event.get("outcome") == "failure":
-            return [Hit("r-ssh", "SSH failure", "high", ("attack.credential_access",), {"program": "sshd"})]
+            return [
+                Hit(
+                    "r-ssh",
+                    "SSH failure",
+                    "high",
+                    ("attack.credential_access",),
+                    {"program": "sshd"},
+                )
+            ]
         return []
 
 
@@ -70,7 +78,12 @@ def _store_failures(state, count: int, **extra) -> None:
     store.append(
         organisation_id=state.extras["org"],
         source_id=uuid.uuid4(),
-        events=[NewEvent(data={"program": "sshd", "outcome": "failure", "src_ip": f"10.0.0.{i % 2}", **extra}) for i in range(count)],
+        events=[
+            NewEvent(
+                data={"program": "sshd", "outcome": "failure", "src_ip": f"10.0.0.{i % 2}", **extra}
+            )
+            for i in range(count)
+        ],
     )
 
 
@@ -103,13 +116,17 @@ def test_dedupe_policy_folds_repeats_by_field(state):
 def test_disabled_rules_raise_nothing_and_staged_rules_are_marked(state):
     org = state.extras["org"]
     with transaction(state.session_factory) as session:
-        settings_service.set_switch(session=session, organisation_id=org, rule_id="r-ssh", staged=True)
+        settings_service.set_switch(
+            session=session, organisation_id=org, rule_id="r-ssh", staged=True
+        )
     _store_failures(state, 1)
     worker = DetectionWorker(state.extras["event_store"], state.session_factory, FailedPasswordRule)
     worker.run_once()
     assert [a.staged for a in _alerts(state).items] == [True]
     with transaction(state.session_factory) as session:
-        settings_service.set_switch(session=session, organisation_id=org, rule_id="r-ssh", enabled=False)
+        settings_service.set_switch(
+            session=session, organisation_id=org, rule_id="r-ssh", enabled=False
+        )
     _store_failures(state, 1)
     worker.run_once()
     assert _alerts(state).total == 1

@@ -29,7 +29,9 @@ AGENT = uuid.uuid4()
 
 def _events(count: int, prefix: str = "line") -> list[NewEvent]:
     return [
-        NewEvent(data={"program": "sshd", "n": i}, full_log=f"{prefix} {i}", location="/var/log/auth.log")
+        NewEvent(
+            data={"program": "sshd", "n": i}, full_log=f"{prefix} {i}", location="/var/log/auth.log"
+        )
         for i in range(count)
     ]
 
@@ -58,7 +60,9 @@ def test_cursor_reads_every_event_once_in_order(store):
 def test_concurrent_writers_lose_nothing(store):
     def writer(source: uuid.UUID) -> None:
         for sequence in range(20):
-            store.append(organisation_id=ORG, source_id=source, events=_events(25), sequence=sequence)
+            store.append(
+                organisation_id=ORG, source_id=source, events=_events(25), sequence=sequence
+            )
 
     threads = [threading.Thread(target=writer, args=(uuid.uuid4(),)) for _ in range(4)]
     for thread in threads:

@@ -15,7 +15,9 @@ from puffin.ingest.store import EventQuery, EventStore
 from puffin.ingest.syslog import SyslogReceiver
 
 ORG = uuid.uuid4()
-RFC3164 = "<38>Nov 22 09:15:01 fw01 sshd[811]: Failed password for root from 203.0.113.5 port 4222 ssh2"
+RFC3164 = (
+    "<38>Nov 22 09:15:01 fw01 sshd[811]: Failed password for root from 203.0.113.5 port 4222 ssh2"
+)
 RFC5424 = '<165>1 2026-11-22T09:15:02.003Z edge01 nginx 42 ID47 [ex@32473 a="1"] GET /index.html'
 
 

@@ -195,9 +195,7 @@ def get_alert(*, session: Session, organisation_id: uuid.UUID, alert_id: uuid.UU
         .order_by(AlertComment.created_at)
     )
     detail = AlertDetail.model_validate(alert)
-    return detail.model_copy(
-        update={"comments": [CommentRead.model_validate(c) for c in comments]}
-    )
+    return detail.model_copy(update={"comments": [CommentRead.model_validate(c) for c in comments]})
 
 
 def update_alert(
@@ -253,8 +251,9 @@ def stats(
     """Return alert counts over time, by level, top rules, top sources and ATT&CK tactics."""
     width = max(int((until - since).total_seconds() // buckets), 1)
     rows = session.execute(
-        select(Alert.last_seen, Alert.level, Alert.rule_title, Alert.source_name, Alert.tactics)
-        .where(
+        select(
+            Alert.last_seen, Alert.level, Alert.rule_title, Alert.source_name, Alert.tactics
+        ).where(
             Alert.organisation_id == organisation_id,
             Alert.last_seen >= since,
             Alert.last_seen <= until,

@@ -42,7 +42,11 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 def from_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     """Turn a request validation failure into a 422 problem listing each field's reason."""
     errors = [
-        {"location": _location(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type")}
+        {
+            "location": _location(e.get("loc", ())),
+            "message": e.get("msg", ""),
+            "type": e.get("type"),
+        }
         for e in error.errors()
     ]
     first = errors[0] if errors else {"location": "", "message": "invalid request"}
@@ -53,7 +57,8 @@ def from_validation_error(request: Request, error: RequestValidationError) -> JS
 def from_http_exception(request: Request, error: StarletteHTTPException) -> JSONResponse:
     """Turn framework HTTP errors (404 route, 405 method) into problems."""
     detail = error.detail if isinstance(error.detail, str) else "request refused"
-    return problem(error.status_code, _title(error.status_code), detail, headers=error.headers)
+    headers = dict(error.headers) if error.headers else None
+    return problem(error.status_code, _title(error.status_code), detail, headers=headers)
 
 
 def from_unexpected(request: Request, error: Exception) -> JSONResponse:

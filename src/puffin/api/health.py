@@ -24,7 +24,7 @@ def readyz(state: StateDep) -> dict[str, str] | Response:
     try:
         with state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any database failure means not ready
+    except Exception as error:
         return problem(503, "Not ready", f"database unreachable: {type(error).__name__}")
     return {"status": "ready"}
 

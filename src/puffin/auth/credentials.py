@@ -157,7 +157,9 @@ def open_session(
 
 
 def _live_session(session: Session, token: str) -> ConsoleSession:
-    row = session.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == hash_token(token)))
+    row = session.scalar(
+        select(ConsoleSession).where(ConsoleSession.token_hash == hash_token(token))
+    )
     if row is None or not tokens_equal(row.token_hash, hash_token(token)):
         raise Unauthenticated("not signed in")
     if row.expires_at <= utcnow():
@@ -175,8 +177,10 @@ def resume_session(*, session: Session, token: str) -> SessionInfo:
         raise Unauthenticated("the account is disabled")
     organisation_id = row.organisation_id
     if organisation_id and not user.is_site_admin:
-        if auth_service.role_in(session=session, user_id=user.id, organisation_id=organisation_id) is None:
-            organisation_id = None
+        role = auth_service.role_in(
+            session=session, user_id=user.id, organisation_id=organisation_id
+        )
+        organisation_id = organisation_id if role is not None else None
     return SessionInfo(
         token=token,
         csrf_token=row.csrf_token,
@@ -201,7 +205,9 @@ def switch_organisation(*, session: Session, token: str, organisation_id: uuid.U
 
 def close_session(*, session: Session, token: str) -> None:
     """Sign out: forget the session behind this token."""
-    row = session.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == hash_token(token)))
+    row = session.scalar(
+        select(ConsoleSession).where(ConsoleSession.token_hash == hash_token(token))
+    )
     if row is not None:
         session.delete(row)
         session.flush()
@@ -210,7 +216,9 @@ def close_session(*, session: Session, token: str) -> None:
 # --- API keys ------------------------------------------------------------------------
 
 
-def create_api_key(*, session: Session, principal: Principal, key_in: ApiKeyCreate) -> ApiKeyCreated:
+def create_api_key(
+    *, session: Session, principal: Principal, key_in: ApiKeyCreate
+) -> ApiKeyCreated:
     """Create an API key for the caller in their current organisation; the key is shown once."""
     if principal.organisation_id is None:
         raise NotFound("choose an organisation first")
@@ -224,7 +232,9 @@ def create_api_key(*, session: Session, principal: Principal, key_in: ApiKeyCrea
     secret = random_token(32)
     prefix = secret[:8]
     key = f"{API_KEY_PREFIX}{secret}"
-    expires_at = utcnow() + timedelta(days=key_in.expires_in_days) if key_in.expires_in_days else None
+    expires_at = (
+        utcnow() + timedelta(days=key_in.expires_in_days) if key_in.expires_in_days else None
+    )
     row = ApiKey(
         user_id=owner_id,
         organisation_id=principal.organisation_id,
@@ -265,9 +275,7 @@ def list_api_keys(
     )
 
 
-def get_api_key(
-    *, session: Session, organisation_id: uuid.UUID, key_id: uuid.UUID
-) -> ApiKeyRead:
+def get_api_key(*, session: Session, organisation_id: uuid.UUID, key_id: uuid.UUID) -> ApiKeyRead:
     """Return one API key of this organisation."""
     row = session.get(ApiKey, key_id)
     if row is None or row.organisation_id != organisation_id:

@@ -146,9 +146,7 @@ def _user_read(user: User, role: str | None) -> UserRead:
     return read.model_copy(update={"role": Role(role) if role else None})
 
 
-def create_user(
-    *, session: Session, organisation_id: uuid.UUID, user_in: UserCreate
-) -> UserRead:
+def create_user(*, session: Session, organisation_id: uuid.UUID, user_in: UserCreate) -> UserRead:
     """Create a user who is a member of this organisation with the given role."""
     _organisation(session, organisation_id)
     if session.scalar(select(User.id).where(func.lower(User.username) == user_in.username.lower())):
@@ -371,9 +369,7 @@ def ensure_initial_admin(*, session: Session) -> tuple[str, str] | None:
     """
     if session.scalar(select(User.id).limit(1)) is not None:
         return None
-    org = session.scalar(
-        select(Organisation).where(Organisation.slug == DEFAULT_ORGANISATION_SLUG)
-    )
+    org = session.scalar(select(Organisation).where(Organisation.slug == DEFAULT_ORGANISATION_SLUG))
     if org is None:
         org = Organisation(name="Default", slug=DEFAULT_ORGANISATION_SLUG)
         session.add(org)

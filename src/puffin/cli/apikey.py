@@ -40,7 +40,9 @@ def create(
     with cli_session(state) as session:
         organisation_id = organisation_id_of(session, org)
         user_id = _user_id(session, organisation_id, user)
-        role = auth_service.role_in(session=session, user_id=user_id, organisation_id=organisation_id)
+        role = auth_service.role_in(
+            session=session, user_id=user_id, organisation_id=organisation_id
+        )
         principal = Principal(
             user_id=user_id,
             username=user,
@@ -50,7 +52,9 @@ def create(
             via="cli",
         )
         created = credentials.create_api_key(
-            session=session, principal=principal, key_in=ApiKeyCreate(name=name, expires_in_days=days)
+            session=session,
+            principal=principal,
+            key_in=ApiKeyCreate(name=name, expires_in_days=days),
         )
     console.print(f"API key {created.name} for {user} in {org}; shown once:")
     console.print(created.key, highlight=False)
@@ -77,8 +81,12 @@ def list_keys(
     table = Table("id", "name", "prefix", "created", "expires", "revoked")
     for key in page.items:
         table.add_row(
-            str(key.id), key.name, key.prefix + "…", str(key.created_at),
-            str(key.expires_at or "never"), str(key.revoked_at or ""),
+            str(key.id),
+            key.name,
+            key.prefix + "…",
+            str(key.created_at),
+            str(key.expires_at or "never"),
+            str(key.revoked_at or ""),
         )
     console.print(table)
 

@@ -24,7 +24,9 @@ errors = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Settings file (default: ./puffin.toml or $PUFFIN_CONFIG)."),
+    typer.Option(
+        "--config", "-c", help="Settings file (default: ./puffin.toml or $PUFFIN_CONFIG)."
+    ),
 ]
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default: ./var).")
@@ -49,7 +51,8 @@ def load(config: Path | None, data_dir: Path | None, **overrides: Any) -> Settin
         return Settings(**overrides)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()
         )
         fail(f"invalid settings ({config_file_path()} and PUFFIN_* variables): {problems}", 2)
 

@@ -22,7 +22,7 @@ def upgrade(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         upgrade_database(settings.resolved_database_url, revision)
-    except Exception as error:  # noqa: BLE001 - a migration failure is reported, not traced
+    except Exception as error:
         fail(f"migration failed: {type(error).__name__}: {error}")
     console.print(f"database at revision {current_revision(settings.resolved_database_url)}")
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from puffin.cli.common import ConfigOption, DataDirOption, cli_session, console, fail, load, state_for
+from puffin.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    cli_session,
+    console,
+    fail,
+    load,
+    state_for,
+)
 
 app = typer.Typer(no_args_is_help=True)
 

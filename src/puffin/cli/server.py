@@ -32,7 +32,8 @@ def serve(settings: Settings) -> None:
         ssl = {"ssl_certfile": str(paths.cert_file), "ssl_keyfile": str(paths.key_file)}
         scheme = "https"
         console.print(
-            f"TLS certificate SHA-256: [bold]{fingerprint_of_file(paths.cert_file)}[/]", soft_wrap=True
+            f"TLS certificate SHA-256: [bold]{fingerprint_of_file(paths.cert_file)}[/]",
+            soft_wrap=True,
         )
     else:
         console.print("[yellow]TLS is off: serve this only behind a TLS-terminating proxy.[/]")
@@ -72,14 +73,18 @@ def info(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     table.add_row("database", _mask(settings.resolved_database_url))
     table.add_row("event store", _mask(settings.resolved_events_database_url))
     try:
-        revision = current_revision(settings.resolved_database_url) or "empty (run `puffin db upgrade`)"
-    except Exception as error:  # noqa: BLE001 - show why the database cannot be read
+        revision = (
+            current_revision(settings.resolved_database_url) or "empty (run `puffin db upgrade`)"
+        )
+    except Exception as error:
         revision = f"unreadable: {type(error).__name__}"
     table.add_row("schema revision", revision)
     table.add_row("listen", f"{settings.host}:{settings.port}")
     if settings.tls:
         cert = settings.tls_cert_file or settings.data_dir / "tls" / "server.crt"
-        table.add_row("TLS", "on (operator certificate)" if settings.tls_cert_file else "on (generated)")
+        table.add_row(
+            "TLS", "on (operator certificate)" if settings.tls_cert_file else "on (generated)"
+        )
         table.add_row("certificate", str(cert))
         if cert.exists():
             table.add_row("SHA-256 fingerprint", fingerprint_of_file(cert))

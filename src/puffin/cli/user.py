@@ -56,7 +56,7 @@ def create(
 
     password = random_password()
     try:
-        user_in = UserCreate(username=username, password=password, role=role)  # type: ignore[arg-type]
+        user_in = UserCreate(username=username, password=password, role=role)
     except ValidationError as error:
         fail("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors()), 2)
     state = state_for(load(config, data_dir))

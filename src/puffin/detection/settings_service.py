@@ -44,7 +44,9 @@ def set_switch(
         )
     )
     if row is None:
-        row = RuleSetting(organisation_id=organisation_id, rule_id=rule_id, enabled=True, staged=False)
+        row = RuleSetting(
+            organisation_id=organisation_id, rule_id=rule_id, enabled=True, staged=False
+        )
         session.add(row)
     before = {"enabled": row.enabled, "staged": row.staged}
     if enabled is not None:

@@ -34,7 +34,7 @@ from puffin.endpoint.schemas import (
     TaskRead,
 )
 
-TOKEN_PREFIX = "pfe_"
+TOKEN_PREFIX = "pfe_"  # noqa: S105 - a marker, not a secret
 DISCONNECTED_AFTER = timedelta(minutes=2)
 
 
@@ -291,9 +291,7 @@ def update_agent(
     return _agent_read(agent)
 
 
-def revoke_agent(
-    *, session: Session, organisation_id: uuid.UUID, agent_id: uuid.UUID
-) -> AgentRead:
+def revoke_agent(*, session: Session, organisation_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
     """Refuse the agent's credential from now on."""
     agent = _agent(session, organisation_id, agent_id)
     if agent.revoked_at is None:
@@ -366,9 +364,7 @@ def list_groups(*, session: Session, organisation_id: uuid.UUID) -> list[GroupRe
     return [GroupRead.model_validate(g) for g in rows]
 
 
-def put_group(
-    *, session: Session, organisation_id: uuid.UUID, group_in: GroupWrite
-) -> GroupRead:
+def put_group(*, session: Session, organisation_id: uuid.UUID, group_in: GroupWrite) -> GroupRead:
     """Create or replace a group's configuration; agents pick it up at their next call."""
     group = _ensure_group(session, organisation_id, group_in.name)
     before = dict(group.config)
@@ -514,6 +510,8 @@ def list_tasks(
     """Return an agent's tasks, newest first."""
     _agent(session, organisation_id, agent_id)
     rows = session.scalars(
-        select(AgentTask).where(AgentTask.agent_id == agent_id).order_by(AgentTask.created_at.desc())
+        select(AgentTask)
+        .where(AgentTask.agent_id == agent_id)
+        .order_by(AgentTask.created_at.desc())
     )
     return [TaskRead.model_validate(t) for t in rows]

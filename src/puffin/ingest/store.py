@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -271,7 +270,11 @@ class EventStore:
 
     def count(self, query: EventQuery) -> int:
         """Return how many events match the query."""
-        statement = select(func.count()).select_from(event_table).where(*_conditions(query, self.engine.dialect.name))
+        statement = (
+            select(func.count())
+            .select_from(event_table)
+            .where(*_conditions(query, self.engine.dialect.name))
+        )
         with self.engine.connect() as connection:
             return int(connection.execute(statement).scalar() or 0)
 
@@ -282,7 +285,9 @@ class EventStore:
         width = max((until - since).total_seconds() / buckets, 1.0)
         counts = [0] * buckets
         bounded = EventQuery(**{**query.__dict__, "since": since, "until": until})
-        statement = select(event_table.c.event_time).where(*_conditions(bounded, self.engine.dialect.name))
+        statement = select(event_table.c.event_time).where(
+            *_conditions(bounded, self.engine.dialect.name)
+        )
         with self.engine.connect() as connection:
             for (event_time,) in connection.execute(statement):
                 index = int((event_time - since).total_seconds() // width)
@@ -304,7 +309,9 @@ class EventStore:
         return deleted
 
 
-def _sequences_seen(connection: Connection, batches: Sequence[PendingBatch]) -> set[tuple[str, int]]:
+def _sequences_seen(
+    connection: Connection, batches: Sequence[PendingBatch]
+) -> set[tuple[str, int]]:
     wanted: dict[str, list[int]] = {}
     for batch in batches:
         wanted.setdefault(str(batch.source_id), []).append(batch.sequence)
@@ -377,7 +384,7 @@ def _row(
     }
 
 
-def _stored(row: Mapping[str, Any]) -> StoredEvent:
+def _stored(row: Any) -> StoredEvent:
     return StoredEvent(
         id=int(row["id"]),
         organisation_id=uuid.UUID(row["organisation_id"]),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import contextlib
 import logging
 import ssl
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from puffin.auth import service as auth_service
 from puffin.core.changes import Actor, set_actor
@@ -17,7 +20,7 @@ from puffin.core.state import AppState
 from puffin.core.tls import ensure_certificate
 from puffin.endpoint import service as endpoint_service
 from puffin.ingest.store import EventStore
-from puffin.ingest.syslog import SyslogReceiver
+from puffin.ingest.syslog import SyslogReceiver, plain_decode
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +98,14 @@ def _syslog_receiver(state: AppState) -> SyslogReceiver:
     )
 
 
-def _decoder():  # type: ignore[no-untyped-def]
+def _decoder() -> Callable[[str], dict[str, Any]]:
+    """Return the text-log decoder when it is installed, else keep lines as they are."""
     try:
-        from puffin.ingest.decoders import decode_line
+        module = importlib.import_module("puffin.ingest.decoders")
     except ImportError:
-        from puffin.ingest.syslog import plain_decode
-
         return plain_decode
-    return decode_line
+    decode: Callable[[str], dict[str, Any]] = module.decode_line
+    return decode
 
 
 def _syslog_tls(state: AppState) -> ssl.SSLContext:

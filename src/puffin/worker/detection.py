@@ -114,7 +114,9 @@ class DetectionWorker:
             self.stats.matches += 1
             self._raise(session, event, hit, switch)
 
-    def _raise(self, session: Session, event: StoredEvent, hit: RuleHit, switch: RuleSwitch) -> None:
+    def _raise(
+        self, session: Session, event: StoredEvent, hit: RuleHit, switch: RuleSwitch
+    ) -> None:
         policy = self.policy_for(hit.rule_id)
         level = hit.level if hit.level in Level._value2member_map_ else Level.MEDIUM
         detection = Detection(

@@ -81,7 +81,9 @@ def delete_agent(
     agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep, state: StateDep
 ) -> Response:
     """Remove an agent from the registry (admins)."""
-    endpoint_service.delete_agent(session=session, organisation_id=_org(principal), agent_id=agent_id)
+    endpoint_service.delete_agent(
+        session=session, organisation_id=_org(principal), agent_id=agent_id
+    )
     auth_cache(state).forget(agent_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
-from typing import Annotated
-
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import StreamingResponse

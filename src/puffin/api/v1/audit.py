@@ -21,7 +21,9 @@ def list_audit_entries(
     session: SessionDep,
     page: Annotated[PageParams, Depends()],
     audit_filter: Annotated[AuditFilter, Query()],
-    all_organisations: Annotated[bool, Query(description="Site admins: every organisation")] = False,
+    all_organisations: Annotated[
+        bool, Query(description="Site admins: every organisation")
+    ] = False,
 ) -> AuditPage:
     """List audit entries, newest first, filtered by actor, action, object, time or text."""
     if all_organisations and not principal.is_site_admin:

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
+from pydantic import BaseModel, ConfigDict
 
 from puffin.auth import service as auth_service
 from puffin.auth.dependencies import CurrentPrincipal, SessionDep, SiteAdmin
@@ -15,13 +16,11 @@ from puffin.auth.schemas import (
     OrganisationRead,
     OrganisationUpdate,
     Role,
+    UsernameStr,
     UserRead,
 )
 from puffin.core.errors import Forbidden, NotFound
 from puffin.core.pagination import PageParams
-from pydantic import BaseModel, ConfigDict
-
-from puffin.auth.schemas import UsernameStr
 
 router = APIRouter(prefix="/organisations", tags=["organisations"])
 
@@ -47,7 +46,9 @@ def list_organisations(
     """List the organisations you may see."""
     if principal.via == "api-key" and not principal.is_site_admin:
         assert principal.organisation_id is not None
-        org = auth_service.get_organisation(session=session, organisation_id=principal.organisation_id)
+        org = auth_service.get_organisation(
+            session=session, organisation_id=principal.organisation_id
+        )
         return OrganisationPage(items=[org], total=1, offset=0, limit=page.limit)
     return auth_service.list_organisations(session=session, principal=principal, page=page)
 

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, Response, status
 
 from puffin.auth import service as auth_service
 from puffin.auth.dependencies import OrgAdmin, Reader, SessionDep
-from puffin.auth.schemas import MembershipSet, PasswordChange, UserCreate, UserPage, UserRead, UserUpdate
+from puffin.auth.schemas import (
+    MembershipSet,
+    PasswordChange,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdate,
+)
 from puffin.core.pagination import PageParams
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -31,7 +38,9 @@ def list_users(
 @router.post("", response_model=UserRead, status_code=status.HTTP_201_CREATED)
 def create_user(user_in: UserCreate, principal: OrgAdmin, session: SessionDep) -> UserRead:
     """Create a user in your current organisation (admins)."""
-    return auth_service.create_user(session=session, organisation_id=_org(principal), user_in=user_in)
+    return auth_service.create_user(
+        session=session, organisation_id=_org(principal), user_in=user_in
+    )
 
 
 @router.get("/{user_id}", response_model=UserRead)
