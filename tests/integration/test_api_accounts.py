@@ -3,6 +3,7 @@ database the suite is given (SQLite always, PostgreSQL in CI)."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 
 from sqlalchemy import select, text
@@ -117,13 +118,10 @@ def test_read_only_members_cannot_create_keys_but_admins_can_for_them(puffin):
 def test_sign_in_is_throttled_after_repeated_failures(puffin):
     policy = credentials.ThrottlePolicy(max_failures=3, lockout_seconds=60)
     for _ in range(3):
-        with transaction(puffin.state.session_factory) as session:
-            try:
-                credentials.verify_credentials(
-                    session=session, username="admin", password="wrong", policy=policy
-                )
-            except Unauthenticated:
-                pass
+        with transaction(puffin.state.session_factory) as session, suppress(Unauthenticated):
+            credentials.verify_credentials(
+                session=session, username="admin", password="wrong", policy=policy
+            )
     with transaction(puffin.state.session_factory) as session:
         try:
             credentials.verify_credentials(

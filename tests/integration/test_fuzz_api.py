@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
+from tests.conftest import Puffin, start_puffin
 
 from puffin.auth import service as auth_service
 from puffin.core.db import transaction
-from tests.conftest import Puffin, start_puffin
 
 SKIPPED = {"GET /api/v1/alerts/stream"}  # an endless stream; covered by its own test
 EXAMPLES = 15
