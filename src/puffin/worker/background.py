@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import contextlib
+import importlib
 import logging
 import ssl
 import uuid

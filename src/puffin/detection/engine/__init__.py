@@ -1,0 +1,1 @@
+"""The pure Sigma engine: compiled rules matched against events, no I/O."""
