@@ -19,8 +19,9 @@ from puffin.core.errors import PuffinError
 from puffin.core.settings import Settings, config_file_path
 from puffin.core.state import AppState
 
-console = Console()
-errors = Console(stderr=True)
+# No emoji codes: a fingerprint such as "E0:CD:CB" must never turn into a picture.
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
 
 ConfigOption = Annotated[
     Path | None,
@@ -41,13 +42,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def load(config: Path | None, data_dir: Path | None, **overrides: Any) -> Settings:
     """Build settings from the file, the environment and command-line options."""
-    if config is not None:
-        if not config.is_file():
-            fail(f"settings file {config} does not exist", 2)
-        os.environ["PUFFIN_CONFIG"] = str(config)
+    if config is not None and not config.is_file():
+        fail(f"settings file {config} does not exist", 2)
     if data_dir is not None:
         overrides["data_dir"] = data_dir
+    previous = os.environ.get("PUFFIN_CONFIG")
     try:
+        if config is not None:
+            os.environ["PUFFIN_CONFIG"] = str(config)
         return Settings(**overrides)
     except ValidationError as error:
         problems = "; ".join(
@@ -55,6 +57,12 @@ def load(config: Path | None, data_dir: Path | None, **overrides: Any) -> Settin
             for e in error.errors()
         )
         fail(f"invalid settings ({config_file_path()} and PUFFIN_* variables): {problems}", 2)
+    finally:
+        if config is not None:
+            if previous is None:
+                os.environ.pop("PUFFIN_CONFIG", None)
+            else:
+                os.environ["PUFFIN_CONFIG"] = previous
 
 
 def state_for(settings: Settings) -> AppState:

@@ -68,6 +68,8 @@ def info(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
 
     settings = load(config, data_dir)
     table = Table(show_header=False, box=None)
+    table.add_column("setting", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")  # never cut a fingerprint or path
     table.add_row("version", __version__)
     table.add_row("data directory", str(settings.data_dir.resolve()))
     table.add_row("database", _mask(settings.resolved_database_url))
