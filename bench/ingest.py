@@ -97,9 +97,12 @@ def enrol_agents(base: str, verify: ssl.SSLContext, key: str, count: int) -> lis
     agents = []
     with httpx.Client(base_url=base, verify=verify, timeout=30) as client:
         for index in range(count):
-            body = client.post(
+            response = client.post(
                 "/api/agent/v1/enroll", json={"token": token, "name": f"bench-{index:05d}"}
-            ).json()
+            )
+            if response.status_code != 201:
+                raise SystemExit(f"enrolment failed: {response.status_code} {response.text}")
+            body = response.json()
             agents.append(
                 {
                     "X-Puffin-Agent": body["agent_id"],

@@ -47,6 +47,9 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=not settings.tls,
         server_header=False,
+        # Agents keep one connection and send every few seconds; closing idle
+        # connections after uvicorn's default 5 s would cost a TLS handshake per batch.
+        timeout_keep_alive=75,
         **ssl,  # type: ignore[arg-type]
     )
 
