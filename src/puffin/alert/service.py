@@ -28,7 +28,7 @@ from puffin.alert.schemas import (
 from puffin.core.changes import diff, record_change
 from puffin.core.clock import utcnow
 from puffin.core.errors import NotFound
-from puffin.core.pagination import PageParams
+from puffin.core.pagination import PageParams, paginate
 
 TACTICS = (
     "reconnaissance",
@@ -173,16 +173,12 @@ def list_alerts(
     *, session: Session, organisation_id: uuid.UUID, alert_filter: AlertFilter, page: PageParams
 ) -> AlertPage:
     """Return the organisation's alerts, newest activity first."""
-    query = _filtered(organisation_id, alert_filter)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Alert.last_seen.desc(), Alert.id).offset(page.offset).limit(page.limit)
-    )
-    return AlertPage(
-        items=[AlertRead.model_validate(a) for a in rows],
-        total=total,
-        offset=page.offset,
-        limit=page.limit,
+    return paginate(
+        session,
+        _filtered(organisation_id, alert_filter),
+        page=page,
+        order_by=(Alert.last_seen.desc(), Alert.id),
+        read=AlertRead.model_validate,
     )
 
 

@@ -11,7 +11,7 @@ from puffin.audit.models import AuditEntry
 from puffin.audit.schemas import AuditEntryRead, AuditFilter, AuditPage
 from puffin.core.changes import get_actor, take_pending
 from puffin.core.clock import utcnow
-from puffin.core.pagination import PageParams
+from puffin.core.pagination import PageParams, paginate
 
 
 def write_pending(*, session: Session) -> int:
@@ -62,16 +62,12 @@ def list_entries(
     query = select(AuditEntry)
     if organisation_id is not None:
         query = query.where(AuditEntry.organisation_id == organisation_id)
-    query = _apply_filter(query, audit_filter)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(AuditEntry.at.desc(), AuditEntry.id).offset(page.offset).limit(page.limit)
-    ).all()
-    return AuditPage(
-        items=[AuditEntryRead.model_validate(r) for r in rows],
-        total=total,
-        offset=page.offset,
-        limit=page.limit,
+    return paginate(
+        session,
+        _apply_filter(query, audit_filter),
+        page=page,
+        order_by=(AuditEntry.at.desc(), AuditEntry.id),
+        read=AuditEntryRead.model_validate,
     )
 
 

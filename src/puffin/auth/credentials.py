@@ -23,7 +23,7 @@ from puffin.core.changes import record_change
 from puffin.core.clock import utcnow
 from puffin.core.crypto import hash_token, random_token, tokens_equal
 from puffin.core.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
-from puffin.core.pagination import PageParams
+from puffin.core.pagination import PageParams, paginate
 from puffin.core.passwords import hash_password, needs_rehash, verify_password
 
 API_KEY_PREFIX = "pfn_"
@@ -263,15 +263,12 @@ def list_api_keys(
     query = select(ApiKey).where(ApiKey.organisation_id == organisation_id)
     if user_id is not None:
         query = query.where(ApiKey.user_id == user_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(ApiKey.created_at.desc()).offset(page.offset).limit(page.limit)
-    ).all()
-    return ApiKeyPage(
-        items=[ApiKeyRead.model_validate(r) for r in rows],
-        total=total,
-        offset=page.offset,
-        limit=page.limit,
+    return paginate(
+        session,
+        query,
+        page=page,
+        order_by=(ApiKey.created_at.desc(), ApiKey.id),
+        read=ApiKeyRead.model_validate,
     )
 
 

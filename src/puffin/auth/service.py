@@ -25,7 +25,7 @@ from puffin.auth.schemas import (
 from puffin.core.changes import diff, record_change
 from puffin.core.crypto import random_password
 from puffin.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from puffin.core.pagination import PageParams
+from puffin.core.pagination import PageParams, paginate
 from puffin.core.passwords import hash_password
 
 INITIAL_ADMIN_USERNAME = "admin"
@@ -76,15 +76,12 @@ def list_organisations(
         query = query.join(Membership, Membership.organisation_id == Organisation.id).where(
             Membership.user_id == principal.user_id
         )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Organisation.name).offset(page.offset).limit(page.limit)
-    ).all()
-    return OrganisationPage(
-        items=[OrganisationRead.model_validate(o) for o in rows],
-        total=total,
-        offset=page.offset,
-        limit=page.limit,
+    return paginate(
+        session,
+        query,
+        page=page,
+        order_by=(Organisation.name,),
+        read=OrganisationRead.model_validate,
     )
 
 

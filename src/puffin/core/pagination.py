@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
 
 Item = TypeVar("Item")
 
@@ -25,3 +28,19 @@ class Page(BaseModel, Generic[Item]):
     total: int
     offset: int
     limit: int
+
+
+def paginate(
+    session: Session,
+    query: Select[Any],
+    *,
+    page: PageParams,
+    order_by: Sequence[Any],
+    read: Callable[[Any], Item],
+) -> Page[Item]:
+    """Run a query for one page: the total count, then the ordered slice, converted."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(*order_by).offset(page.offset).limit(page.limit))
+    return Page[Item](
+        items=[read(row) for row in rows], total=total, offset=page.offset, limit=page.limit
+    )

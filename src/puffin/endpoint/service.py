@@ -14,7 +14,7 @@ from puffin.core.changes import record_change
 from puffin.core.clock import utcnow
 from puffin.core.crypto import hash_token, random_token, tokens_equal
 from puffin.core.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from puffin.core.pagination import PageParams
+from puffin.core.pagination import PageParams, paginate
 from puffin.endpoint.models import Agent, AgentGroup, AgentTask, EnrollmentToken
 from puffin.endpoint.schemas import (
     AgentDetail,
@@ -254,11 +254,7 @@ def list_agents(
         query = query.where(
             func.lower(Agent.name).like(pattern) | func.lower(Agent.hostname).like(pattern)
         )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Agent.name).offset(page.offset).limit(page.limit))
-    return AgentPage(
-        items=[_agent_read(a) for a in rows], total=total, offset=page.offset, limit=page.limit
-    )
+    return paginate(session, query, page=page, order_by=(Agent.name,), read=_agent_read)
 
 
 def get_agent(*, session: Session, organisation_id: uuid.UUID, agent_id: uuid.UUID) -> AgentDetail:
