@@ -15,7 +15,6 @@ router = console_router()
 _COMING = {
     "agents": "Enrol endpoints, see their health and inventory, and send them tasks.",
     "events": "Search the events your agents and syslog senders deliver.",
-    "alerts": "Triage what the detection rules raise, deduplicated and levelled.",
     "rules": "Browse, test and switch the Sigma rules that run on your events.",
     "cases": "Work incidents with observables, tasks and templates.",
     "analyzers": "Run Cortex-compatible analyzers and responders on observables.",
