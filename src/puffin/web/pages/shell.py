@@ -14,7 +14,6 @@ router = console_router()
 
 _COMING = {
     "agents": "Enrol endpoints, see their health and inventory, and send them tasks.",
-    "events": "Search the events your agents and syslog senders deliver.",
     "rules": "Browse, test and switch the Sigma rules that run on your events.",
     "cases": "Work incidents with observables, tasks and templates.",
     "analyzers": "Run Cortex-compatible analyzers and responders on observables.",
