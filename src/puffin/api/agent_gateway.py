@@ -8,9 +8,7 @@ answers a repeated (agent, sequence) as a duplicate without storing it again.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -18,19 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from puffin.auth.dependencies import SessionDep, StateDep
 from puffin.core.changes import Actor, set_actor
-from puffin.core.crypto import hash_token, tokens_equal
 from puffin.core.db import transaction
 from puffin.core.errors import InvalidInput, Unauthenticated
 from puffin.core.state import AppState
 from puffin.endpoint import service as endpoint_service
+from puffin.endpoint.cache import AgentIdentity, auth_cache
 from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
 from puffin.ingest.batches import decompress, parse_json, to_new_events
 from puffin.ingest.store import PendingBatch
 from puffin.ingest.writer import GroupCommitWriter
 
 router = APIRouter(prefix="/api/agent/v1", tags=["agent gateway"])
-
-AUTH_CACHE_SECONDS = 30.0
 
 
 class BatchAck(BaseModel):
@@ -70,51 +66,6 @@ class KeepAliveReply(BaseModel):
 
 class Inventory(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-@dataclass(frozen=True)
-class AgentIdentity:
-    """An authenticated agent."""
-
-    agent_id: uuid.UUID
-    organisation_id: uuid.UUID
-
-
-class AgentAuthCache:
-    """Remembers verified credentials briefly so batches skip a database query each."""
-
-    def __init__(self) -> None:
-        self._entries: dict[uuid.UUID, tuple[str, uuid.UUID, float]] = {}
-
-    def check(self, agent_id: uuid.UUID, credential: str) -> AgentIdentity | None:
-        """Return the cached identity when this credential was verified recently."""
-        entry = self._entries.get(agent_id)
-        if entry is None or time.monotonic() - entry[2] > AUTH_CACHE_SECONDS:
-            return None
-        if not tokens_equal(entry[0], hash_token(credential)):
-            return None
-        return AgentIdentity(agent_id=agent_id, organisation_id=entry[1])
-
-    def remember(self, identity: AgentIdentity, credential: str) -> None:
-        """Cache a verified credential."""
-        self._entries[identity.agent_id] = (
-            hash_token(credential),
-            identity.organisation_id,
-            time.monotonic(),
-        )
-
-    def forget(self, agent_id: uuid.UUID) -> None:
-        """Drop a cached credential (after revocation)."""
-        self._entries.pop(agent_id, None)
-
-
-def auth_cache(state: AppState) -> AgentAuthCache:
-    """Return the application's agent credential cache, creating it on first use."""
-    cache = state.extras.get("agent_auth_cache")
-    if not isinstance(cache, AgentAuthCache):
-        cache = AgentAuthCache()
-        state.extras["agent_auth_cache"] = cache
-    return cache
 
 
 def event_writer(state: AppState) -> GroupCommitWriter:

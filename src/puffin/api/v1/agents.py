@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from puffin.api.agent_gateway import auth_cache
 from puffin.auth.dependencies import Analyst, OrgAdmin, Reader, SessionDep, StateDep
 from puffin.core.pagination import PageParams
 from puffin.endpoint import service as endpoint_service
+from puffin.endpoint.cache import auth_cache
 from puffin.endpoint.schemas import (
     AgentDetail,
     AgentPage,

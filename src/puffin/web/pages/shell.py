@@ -13,7 +13,6 @@ from puffin.web.render import NAVIGATION, render
 router = console_router()
 
 _COMING = {
-    "agents": "Enrol endpoints, see their health and inventory, and send them tasks.",
     "rules": "Browse, test and switch the Sigma rules that run on your events.",
     "cases": "Work incidents with observables, tasks and templates.",
     "analyzers": "Run Cortex-compatible analyzers and responders on observables.",
