@@ -110,3 +110,17 @@ def test_another_organisations_alert_is_not_found(server):  # noqa: F811
     client = signed_in(server)
     assert client.get(f"/alerts/{alert_id}").status_code == 404
     assert client.get("/alerts/not-an-id").status_code == 404
+
+
+def test_dashboard_charts_count_the_organisations_alerts(server):  # noqa: F811
+    org = default_organisation(server)
+    _raise(server, org)
+    _raise(server, org, title="New user created", level=Level.LOW)
+    page = signed_in(server).get("/")
+    assert page.status_code == 200
+    assert "Alerts over time: 2" in page.text
+    assert page.text.count('class="bar"') >= 1
+    assert "credential-access" in page.text
+    assert "New user created" in page.text
+    week = signed_in(server).get("/", params={"window": "7d"})
+    assert "Alerts over time: 2" in week.text
