@@ -210,3 +210,32 @@ def test_inventory_is_kept_on_the_agent(server):
         headers=agent,
     )
     assert bogus.status_code == 404
+
+
+def test_windows_events_are_flattened_at_ingest(server):
+    agent = _enroll(server)
+    record = {
+        "Event": {
+            "System": {
+                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
+                "EventID": 1,
+                "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "ws01",
+                "EventRecordID": 42,
+                "TimeCreated": {"#attributes": {"SystemTime": "2026-11-22T10:00:00.000000Z"}},
+            },
+            "EventData": {
+                "Image": "C:\\\\Windows\\\\System32\\\\cmd.exe",
+                "CommandLine": "cmd /c whoami",
+            },
+        }
+    }
+    ack = server.post("/api/agent/v1/events", **_batch([record], 1, agent))
+    assert ack.json()["stored"] == 1
+    stored = server.get("/api/v1/events", headers=server.admin_headers).json()["items"][0]
+    assert stored["data"]["EventID"] == 1
+    assert stored["data"]["CommandLine"] == "cmd /c whoami"
+    assert stored["event_time"].startswith("2026-11-22T10:00:00")
+    broken = server.post("/api/agent/v1/events", **_batch([{"Event": {"EventData": {}}}], 2, agent))
+    assert broken.status_code == 422
+    assert "System" in broken.json()["detail"]

@@ -11,6 +11,7 @@ import orjson
 
 from puffin.core.errors import InvalidInput, PuffinError
 from puffin.ingest.store import NewEvent
+from puffin.ingest.windows import flatten_evtx_record
 
 MAX_COMPRESSED_BYTES = 8 * 1024 * 1024
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
@@ -76,6 +77,19 @@ def _event_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _windows_event(raw: dict[str, Any], index: int) -> dict[str, Any]:
+    """Flatten an Event Log record the agent rendered in the EVTX shape."""
+    try:
+        flat = flatten_evtx_record(raw)
+    except ValueError as error:
+        raise InvalidInput(f"events[{index}]: {error}") from error
+    for name in ("full_log", "timestamp", "agent"):
+        if name in raw:
+            flat[name] = raw[name]
+    flat.setdefault("timestamp", flat.get("TimeCreated"))
+    return flat
+
+
 def to_new_events(raw_events: list[Any]) -> list[NewEvent]:
     """Validate each event mapping and wrap it for the store; refuse the batch on any fault."""
     if len(raw_events) > MAX_EVENTS_PER_BATCH:
@@ -84,6 +98,8 @@ def to_new_events(raw_events: list[Any]) -> list[NewEvent]:
     for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             raise InvalidInput(f"events[{index}] must be a JSON object")
+        if isinstance(raw.get("Event"), dict):
+            raw = _windows_event(raw, index)
         full_log = raw.get("full_log", "")
         if isinstance(full_log, str) and len(full_log) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(f"events[{index}].full_log is longer than {MAX_EVENT_BYTES}")
