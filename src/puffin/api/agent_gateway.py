@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from puffin.auth.dependencies import SessionDep, StateDep
 from puffin.core.changes import Actor, set_actor
@@ -25,35 +25,9 @@ from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
 from puffin.ingest.batches import decompress, parse_json, to_new_events
 from puffin.ingest.store import PendingBatch
 from puffin.ingest.writer import GroupCommitWriter
+from puffin.protocol.wire import BatchAck, KeepAlive
 
 router = APIRouter(prefix="/api/agent/v1", tags=["agent gateway"])
-
-
-class BatchAck(BaseModel):
-    """The server's answer to a batch: stored (or already stored) under this sequence."""
-
-    sequence: int
-    stored: int
-    duplicate: bool
-
-
-class TaskResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    task_id: uuid.UUID
-    ok: bool
-    result: dict[str, Any] = Field(default_factory=dict)
-
-
-class KeepAlive(BaseModel):
-    """What an agent reports every interval."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    health: dict[str, Any] | None = None
-    config_version: int = Field(default=0, ge=0)
-    task_results: list[TaskResult] = Field(default_factory=list, max_length=1000)
-    events_sent: int = Field(default=0, ge=0)
 
 
 class KeepAliveReply(BaseModel):

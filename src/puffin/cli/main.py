@@ -21,6 +21,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "user": ("puffin.cli.user", "Manage users."),
     "org": ("puffin.cli.org", "Manage organisations."),
     "apikey": ("puffin.cli.apikey", "Manage API keys."),
+    "agent": ("puffin.cli.agent", "Enrol and run the endpoint agent."),
 }
 
 # name -> (module, attribute, help) for single commands (functions taking Typer arguments).

@@ -1,0 +1,213 @@
+"""The agent's main loop: collect, deliver in acknowledged batches, keep alive."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import platform
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from puffin import __version__
+from puffin.agent import state, transport
+from puffin.agent.files import FileTailer, LogSource
+from puffin.agent.outbox import Batch, Outbox
+from puffin.protocol.wire import (
+    AGENT_HEADER,
+    GATEWAY_PREFIX,
+    SEQUENCE_HEADER,
+    BatchAck,
+    EnrollRequest,
+    EnrollResponse,
+    KeepAlive,
+    KeepAliveReply,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.db"
+
+
+class DeliveryError(Exception):
+    """The server did not take the batch; try again later (after `retry_after` seconds)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def enroll(
+    *, server: str, token: str, name: str, state_dir: Path, expected_fingerprint: str | None
+) -> state.Enrolment:
+    """Pin the server's certificate, enrol with the token and store the credential."""
+    cert_pem = transport.fetch_server_certificate(server)
+    fingerprint = transport.describe(cert_pem)
+    if expected_fingerprint and _norm(expected_fingerprint) != _norm(fingerprint):
+        raise ValueError(
+            f"the server's certificate is {fingerprint}, not the expected {expected_fingerprint}"
+        )
+    request = EnrollRequest(
+        token=token,
+        name=name,
+        hostname=socket.gethostname(),
+        os_name=platform.system(),
+        os_version=platform.release(),
+        agent_version=__version__,
+    )
+    with transport.client(server, cert_pem) as http:
+        response = http.post(f"{GATEWAY_PREFIX}/enroll", json=request.model_dump())
+    if response.status_code != 201:
+        raise ValueError(f"enrolment refused ({response.status_code}): {_detail(response)}")
+    enrolled = EnrollResponse.model_validate(response.json())
+    enrolment = state.Enrolment(
+        server=server,
+        agent_id=str(enrolled.agent_id),
+        organisation_id=str(enrolled.organisation_id),
+        credential=enrolled.credential,
+        fingerprint=fingerprint,
+        name=name,
+    )
+    state.save(state_dir, enrolment, cert_pem)
+    return enrolment
+
+
+def _norm(fingerprint: str) -> str:
+    return fingerprint.replace(":", "").replace(" ", "").upper()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:200]
+
+
+@dataclass
+class AgentSettings:
+    """What the agent collects and how often it talks to the server."""
+
+    logs: list[LogSource] = field(default_factory=list)
+    poll_seconds: float = 1.0
+    batch_seconds: float = 5.0
+    batch_size: int = 500
+    keepalive_seconds: float = 30.0
+
+
+@dataclass
+class Agent:
+    """One running agent."""
+
+    state_dir: Path
+    settings: AgentSettings
+    enrolment: state.Enrolment
+    cert_pem: str
+    outbox: Outbox
+    _backoff: float = 1.0
+    _next_send: float = 0.0
+
+    @classmethod
+    def open(cls, state_dir: Path, settings: AgentSettings) -> Agent:
+        """Load the enrolment and the outbox from the state directory."""
+        enrolment, cert_pem = state.load(state_dir)
+        return cls(state_dir, settings, enrolment, cert_pem, Outbox(state_dir / OUTBOX_FILE))
+
+    def http(self) -> httpx.Client:
+        """Return a client with the agent's credentials and the pinned certificate."""
+        headers = {
+            AGENT_HEADER: self.enrolment.agent_id,
+            "Authorization": f"Bearer {self.enrolment.credential}",
+        }
+        return transport.client(self.enrolment.server, self.cert_pem, headers)
+
+    def send_batch(self, http: httpx.Client, batch: Batch) -> BatchAck:
+        """Send one batch; return the server's acknowledgement or raise DeliveryError."""
+        body = gzip.compress(json.dumps({"events": batch.events}, default=str).encode())
+        try:
+            response = http.post(
+                f"{GATEWAY_PREFIX}/events",
+                content=body,
+                headers={
+                    "Content-Encoding": "gzip",
+                    "Content-Type": "application/json",
+                    SEQUENCE_HEADER: str(batch.sequence),
+                },
+            )
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"server unreachable: {type(error).__name__}") from error
+        if response.status_code in (429, 503):
+            retry = response.headers.get("retry-after", "")
+            raise DeliveryError("server busy", float(retry) if retry.isdigit() else None)
+        if response.status_code != 200:
+            raise DeliveryError(f"batch refused ({response.status_code}): {_detail(response)}")
+        return BatchAck.model_validate(response.json())
+
+    def deliver(self, http: httpx.Client) -> int:
+        """Send waiting batches until the outbox is empty or the server fails; return sent."""
+        sent = 0
+        while (batch := self.outbox.next_batch(self.settings.batch_size)) is not None:
+            ack = self.send_batch(http, batch)
+            if ack.sequence != batch.sequence:
+                raise DeliveryError("the server acknowledged another batch")
+            self.outbox.acknowledge(batch)
+            sent += len(batch.events)
+        return sent
+
+    def keepalive(self, http: httpx.Client) -> KeepAliveReply | None:
+        """Report health; return the server's reply (configuration, tasks)."""
+        report = KeepAlive(health={**self.outbox.counters(), "version": __version__})
+        try:
+            response = http.post(f"{GATEWAY_PREFIX}/keepalive", json=report.model_dump(mode="json"))
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        return KeepAliveReply.model_validate(response.json())
+
+    def run(self, stop_after: float | None = None) -> None:
+        """Collect and deliver until interrupted (or for `stop_after` seconds)."""
+        tailer = FileTailer(self.outbox)
+        started = time.monotonic()
+        next_keepalive = 0.0
+        with self.http() as http:
+            try:
+                while stop_after is None or time.monotonic() - started < stop_after:
+                    for source in self.settings.logs:
+                        tailer.poll(source)
+                    now = time.monotonic()
+                    if now >= next_keepalive:
+                        self.keepalive(http)
+                        next_keepalive = now + self.settings.keepalive_seconds
+                    if now >= self._next_send:
+                        self._try_deliver(http, now)
+                    time.sleep(self.settings.poll_seconds)
+                self._try_deliver(http, time.monotonic())
+            finally:
+                tailer.close()
+
+    def _try_deliver(self, http: httpx.Client, now: float) -> None:
+        try:
+            self.deliver(http)
+        except DeliveryError as error:
+            wait = error.retry_after or self._backoff * random.uniform(0.5, 1.5)  # noqa: S311
+            self._backoff = min(self._backoff * 2, 300.0)
+            self._next_send = now + wait
+            logger.warning("delivery paused %.1f s: %s", wait, error)
+            return
+        self._backoff = 1.0
+        self._next_send = now + self.settings.batch_seconds
+
+
+def settings_from(logs: list[str], values: dict[str, Any] | None = None) -> AgentSettings:
+    """Build agent settings from `--log GLOB[:FORMAT]` options."""
+    sources = []
+    for item in logs:
+        pattern, _, fmt = item.partition("::")
+        sources.append(LogSource(pattern=pattern, format=fmt or "syslog"))
+    return AgentSettings(logs=sources, **(values or {}))

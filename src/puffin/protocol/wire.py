@@ -1,0 +1,81 @@
+"""Wire models shared by the agent and the server's agent gateway (pydantic only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AGENT_HEADER = "X-Puffin-Agent"
+SEQUENCE_HEADER = "X-Puffin-Sequence"
+GATEWAY_PREFIX = "/api/agent/v1"
+
+
+class EnrollRequest(BaseModel):
+    """What an endpoint sends to enrol."""
+
+    token: str = Field(min_length=10, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    hostname: str = Field(default="", max_length=255)
+    os_name: str = Field(default="", max_length=100)
+    os_version: str = Field(default="", max_length=200)
+    agent_version: str = Field(default="", max_length=50)
+
+
+class EnrollResponse(BaseModel):
+    """The agent's identity and credential, given once."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: uuid.UUID
+    organisation_id: uuid.UUID
+    credential: str
+    groups: list[str]
+
+
+class BatchAck(BaseModel):
+    """The server stored (or had already stored) the batch with this sequence."""
+
+    sequence: int
+    stored: int
+    duplicate: bool
+
+
+class TaskResult(BaseModel):
+    """What the agent reports for one task."""
+
+    task_id: uuid.UUID
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeepAlive(BaseModel):
+    """The agent's periodic report: health counters and finished tasks."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    health: dict[str, Any] | None = None
+    config_version: int = Field(default=0, ge=0)
+    task_results: list[TaskResult] = Field(default_factory=list, max_length=1000)
+    events_sent: int = Field(default=0, ge=0)
+
+
+class Task(BaseModel):
+    """An allow-listed action the server asks for."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    action: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class KeepAliveReply(BaseModel):
+    """Configuration when it changed, and tasks to run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    config_version: int
+    config: dict[str, Any] | None
+    tasks: list[Task]
