@@ -1,12 +1,19 @@
-"""`puffin demo`: a local server on the embedded database, ready to click through."""
+"""`puffin demo`: a local server on the embedded database with a local agent."""
 
 from __future__ import annotations
 
+import atexit
+import glob
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import typer
 
-from puffin.cli.common import console, load
+from puffin.cli.common import cli_session, console, load, organisation_id_of, state_for
 
 
 def demo(
@@ -17,8 +24,9 @@ def demo(
     syslog_port: int = typer.Option(
         5514, "--syslog-port", min=0, max=65535, help="0 turns it off."
     ),
+    agent: bool = typer.Option(True, "--agent/--no-agent", help="Run a local agent too."),
 ) -> None:
-    """Start an HTTPS server on 127.0.0.1 with syslog on UDP; print the admin password once."""
+    """Start an HTTPS server on 127.0.0.1 with syslog on UDP and a local agent."""
     from puffin.cli.server import serve
 
     settings = load(
@@ -42,4 +50,70 @@ def demo(
             "The admin password was printed on the first run; forgot it? "
             f"`puffin user set-password admin --data-dir {data_dir}`"
         )
+    if agent:
+        _start_local_agent(settings, data_dir, port)
     serve(settings)
+
+
+def _demo_token(settings: object, data_dir: Path) -> str:
+    from puffin.endpoint import service as endpoint_service
+    from puffin.endpoint.schemas import EnrollmentTokenCreate
+
+    state = state_for(settings)  # type: ignore[arg-type]
+    with cli_session(state) as session:
+        created = endpoint_service.create_enrollment_token(
+            session=session,
+            organisation_id=organisation_id_of(session, "default"),
+            token_in=EnrollmentTokenCreate(name="demo agent", max_uses=1, expires_in_hours=1),
+            server_fingerprint=None,
+        )
+    state.engine.dispose()
+    return created.token
+
+
+def _start_local_agent(settings: object, data_dir: Path, port: int) -> None:
+    """Enrol and run an agent on this machine once the server answers."""
+    state_dir = (data_dir / "agent").resolve()
+    token = None if (state_dir / "enrolment.json").exists() else _demo_token(settings, data_dir)
+    demo_log = (data_dir / "demo-app.log").resolve()
+    logs = [str(demo_log)] + [p for p in ("/var/log/auth.log", "/var/log/syslog") if glob.glob(p)]
+    console.print(f"local agent: state in {state_dir}, following {', '.join(logs)}")
+
+    def launch() -> None:
+        _wait_for_port(port)
+        if token is not None:
+            subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+                [
+                    sys.executable,
+                    "-m",
+                    "puffin.agent",
+                    "enroll",
+                    "--server",
+                    f"https://127.0.0.1:{port}",
+                    "--token",
+                    token,
+                    "--name",
+                    f"{socket.gethostname()}-demo",
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                check=False,
+            )
+        demo_log.touch()
+        command = [sys.executable, "-m", "puffin.agent", "run", "--state-dir", str(state_dir)]
+        for log in logs:
+            command += ["--log", log]
+        process = subprocess.Popen(command)  # noqa: S603 - no shell, fixed arguments
+        atexit.register(process.terminate)
+
+    threading.Thread(target=launch, name="demo-agent", daemon=True).start()
+
+
+def _wait_for_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
