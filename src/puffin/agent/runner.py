@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from puffin import __version__
 from puffin.agent import state, transport
 from puffin.agent.files import FileTailer, LogSource
+from puffin.agent.http import Client, Response, TransportError
 from puffin.agent.outbox import Batch, Outbox
 from puffin.protocol.wire import (
     AGENT_HEADER,
@@ -62,7 +61,10 @@ def enroll(
         agent_version=__version__,
     )
     with transport.client(server, cert_pem) as http:
-        response = http.post(f"{GATEWAY_PREFIX}/enroll", json=request.model_dump())
+        try:
+            response = http.post(f"{GATEWAY_PREFIX}/enroll", json=request.model_dump())
+        except TransportError as error:
+            raise ValueError(f"the server did not answer: {error}") from error
     if response.status_code != 201:
         raise ValueError(f"enrolment refused ({response.status_code}): {_detail(response)}")
     enrolled = EnrollResponse.model_validate(response.json())
@@ -82,7 +84,7 @@ def _norm(fingerprint: str) -> str:
     return fingerprint.replace(":", "").replace(" ", "").upper()
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: Response) -> str:
     try:
         return str(response.json().get("detail", response.text))
     except ValueError:
@@ -118,7 +120,7 @@ class Agent:
         enrolment, cert_pem = state.load(state_dir)
         return cls(state_dir, settings, enrolment, cert_pem, Outbox(state_dir / OUTBOX_FILE))
 
-    def http(self) -> httpx.Client:
+    def http(self) -> Client:
         """Return a client with the agent's credentials and the pinned certificate."""
         headers = {
             AGENT_HEADER: self.enrolment.agent_id,
@@ -126,7 +128,7 @@ class Agent:
         }
         return transport.client(self.enrolment.server, self.cert_pem, headers)
 
-    def send_batch(self, http: httpx.Client, batch: Batch) -> BatchAck:
+    def send_batch(self, http: Client, batch: Batch) -> BatchAck:
         """Send one batch; return the server's acknowledgement or raise DeliveryError."""
         body = gzip.compress(json.dumps({"events": batch.events}, default=str).encode())
         try:
@@ -139,7 +141,7 @@ class Agent:
                     SEQUENCE_HEADER: str(batch.sequence),
                 },
             )
-        except httpx.HTTPError as error:
+        except TransportError as error:
             raise DeliveryError(f"server unreachable: {type(error).__name__}") from error
         if response.status_code in (429, 503):
             retry = response.headers.get("retry-after", "")
@@ -148,7 +150,7 @@ class Agent:
             raise DeliveryError(f"batch refused ({response.status_code}): {_detail(response)}")
         return BatchAck.model_validate(response.json())
 
-    def deliver(self, http: httpx.Client) -> int:
+    def deliver(self, http: Client) -> int:
         """Send waiting batches until the outbox is empty or the server fails; return sent."""
         sent = 0
         while (batch := self.outbox.next_batch(self.settings.batch_size)) is not None:
@@ -159,12 +161,12 @@ class Agent:
             sent += len(batch.events)
         return sent
 
-    def keepalive(self, http: httpx.Client) -> KeepAliveReply | None:
+    def keepalive(self, http: Client) -> KeepAliveReply | None:
         """Report health; return the server's reply (configuration, tasks)."""
         report = KeepAlive(health={**self.outbox.counters(), "version": __version__})
         try:
             response = http.post(f"{GATEWAY_PREFIX}/keepalive", json=report.model_dump(mode="json"))
-        except httpx.HTTPError:
+        except TransportError:
             return None
         if response.status_code != 200:
             return None
@@ -191,7 +193,7 @@ class Agent:
             finally:
                 tailer.close()
 
-    def _try_deliver(self, http: httpx.Client, now: float) -> None:
+    def _try_deliver(self, http: Client, now: float) -> None:
         try:
             self.deliver(http)
         except DeliveryError as error:

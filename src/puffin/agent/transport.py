@@ -6,11 +6,10 @@ import socket
 import ssl
 from urllib.parse import urlsplit
 
-import httpx
-
+from puffin.agent.http import Client
 from puffin.agent.state import fingerprint_of_pem
 
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT = 30.0
 
 
 def fetch_server_certificate(server: str) -> str:
@@ -44,11 +43,9 @@ def pinned_context(cert_pem: str) -> ssl.SSLContext:
     return context
 
 
-def client(server: str, cert_pem: str, headers: dict[str, str] | None = None) -> httpx.Client:
+def client(server: str, cert_pem: str, headers: dict[str, str] | None = None) -> Client:
     """Return an HTTP client for the server that accepts only the pinned certificate."""
-    return httpx.Client(
-        base_url=server, verify=pinned_context(cert_pem), timeout=TIMEOUT, headers=headers or {}
-    )
+    return Client(server, pinned_context(cert_pem), headers=headers, timeout=TIMEOUT)
 
 
 def describe(cert_pem: str) -> str:
