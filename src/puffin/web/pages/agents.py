@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from puffin.auth.dependencies import SessionDep
 from puffin.core.errors import PuffinError
 from puffin.core.pagination import PageParams
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import auth_cache
-from puffin.endpoint.schemas import AgentStatus, EnrollmentTokenCreate, TaskCreate
+from puffin.endpoint.schemas import (
+    AgentRead,
+    AgentStatus,
+    AgentUpdate,
+    EnrollmentTokenCreate,
+    TaskCreate,
+)
 from puffin.ingest.store import EventQuery, EventStore
 from puffin.web.deps import (
     AdminConsole,
@@ -24,12 +33,14 @@ from puffin.web.deps import (
     organisation_of,
 )
 from puffin.web.forms import discard_changes, parse_form
-from puffin.web.render import render
+from puffin.web.inventory import sections as inventory_sections
+from puffin.web.render import Console, render
 from puffin.web.security import set_flash
 
 router = console_router("/agents")
 
 PAGE_SIZE = 50
+GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
 @router.get("", response_class=HTMLResponse)
@@ -37,6 +48,27 @@ def agents_page(
     request: Request, console: MemberConsole, session: SessionDep, offset: int = 0, text: str = ""
 ) -> HTMLResponse:
     """List agents and syslog sources with their status."""
+    return _listing(request, console, session, offset=offset, text=text)
+
+
+def _rate(agent: AgentRead) -> str:
+    """Return the agent's average events per minute since it enrolled, as text."""
+    if not agent.events_received or agent.last_seen_at is None:
+        return "—"
+    minutes = max((agent.last_seen_at - agent.enrolled_at).total_seconds() / 60, 1.0)
+    return f"{agent.events_received / minutes:.1f}/min"
+
+
+def _listing(
+    request: Request,
+    console: Console,
+    session: Session,
+    *,
+    offset: int = 0,
+    text: str = "",
+    token_form: dict[str, str] | None = None,
+    token_errors: dict[str, str] | None = None,
+) -> HTMLResponse:
     organisation_id = organisation_of(console)
     page = endpoint_service.list_agents(
         session=session,
@@ -52,18 +84,23 @@ def agents_page(
         if console.is_admin
         else []
     )
+    defaults = {"default_group": "default", "expires_in_hours": "24"}
     return render(
         request,
         "agents/list.html",
         {
             "page": page,
             "counts": counts,
+            "rates": {agent.id: _rate(agent) for agent in page.items},
             "tokens": tokens,
             "values": {"text": text},
+            "token_values": token_form or defaults,
+            "token_errors": token_errors or {},
             "query": {"text": text} if text else {},
         },
         console=console,
         section="agents",
+        status_code=422 if token_errors else 200,
     )
 
 
@@ -74,8 +111,7 @@ def create_token(
     """Create an enrolment token and show it once, with the enrol command line."""
     token_in, errors = parse_form(EnrollmentTokenCreate, form)
     if token_in is None:
-        detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
-        raise _FormError(detail)
+        return _listing(request, console, session, token_form=form, token_errors=errors)
     state = request.app.state.puffin
     created = endpoint_service.create_enrollment_token(
         session=session,
@@ -93,9 +129,21 @@ def create_token(
     )
 
 
-class _FormError(PuffinError):
-    status_code = 422
-    title = "Invalid input"
+@router.post("/tokens/{token_id}/revoke", response_model=None)
+def revoke_token(
+    request: Request, token_id: uuid.UUID, console: AdminConsole, session: SessionDep
+) -> RedirectResponse:
+    """Stop an enrolment token from enrolling more agents."""
+    revoked = endpoint_service.revoke_enrollment_token(
+        session=session, organisation_id=organisation_of(console), token_id=token_id
+    )
+    return _back("/agents", request, f"Token {revoked.prefix}… revoked; enrolled agents stay.")
+
+
+def _back(path: str, request: Request, message: str) -> RedirectResponse:
+    redirect = RedirectResponse(path, status_code=303)
+    set_flash(redirect, request.app.state.puffin, message)
+    return redirect
 
 
 @router.get("/{agent_id}", response_class=HTMLResponse)
@@ -107,7 +155,11 @@ def agent_page(
 
 
 def _detail(
-    request: Request, agent_id: uuid.UUID, console: Any, session: Any, form_error: str | None = None
+    request: Request,
+    agent_id: uuid.UUID,
+    console: Console,
+    session: Session,
+    form_error: str | None = None,
 ) -> HTMLResponse:
     organisation_id = organisation_of(console)
     agent = endpoint_service.get_agent(
@@ -118,10 +170,19 @@ def _detail(
     tasks = endpoint_service.list_tasks(
         session=session, organisation_id=organisation_id, agent_id=agent_id
     )
+    inventory, fim = inventory_sections(agent.inventory)
     return render(
         request,
         "agents/detail.html",
-        {"agent": agent, "events": events, "tasks": tasks, "form_error": form_error},
+        {
+            "agent": agent,
+            "rate": _rate(agent),
+            "events": events,
+            "tasks": tasks,
+            "inventory": inventory,
+            "fim": fim,
+            "form_error": form_error,
+        },
         console=console,
         section="agents",
         status_code=422 if form_error else 200,
@@ -160,13 +221,8 @@ def create_task(
             raise
         detail = error.detail if isinstance(error, PuffinError) else "choose an action"
         return _detail(request, agent_id, console, session, form_error=detail)
-    redirect = RedirectResponse(f"/agents/{agent_id}", status_code=303)
-    set_flash(
-        redirect,
-        request.app.state.puffin,
-        f"Queued {action}; the agent picks it up at its next keep-alive.",
-    )
-    return redirect
+    message = f"Queued {action}; the agent picks it up at its next keep-alive."
+    return _back(f"/agents/{agent_id}", request, message)
 
 
 @router.post("/{agent_id}/revoke", response_model=None)
@@ -178,6 +234,43 @@ def revoke(
         session=session, organisation_id=organisation_of(console), agent_id=agent_id
     )
     auth_cache(request.app.state.puffin).forget(agent_id)
-    redirect = RedirectResponse(f"/agents/{agent_id}", status_code=303)
-    set_flash(redirect, request.app.state.puffin, "Agent revoked; it must enrol again.")
-    return redirect
+    return _back(f"/agents/{agent_id}", request, "Agent revoked; it must enrol again.")
+
+
+@router.post("/{agent_id}/delete", response_model=None)
+def delete(
+    request: Request, agent_id: uuid.UUID, console: AdminConsole, session: SessionDep
+) -> RedirectResponse:
+    """Remove the agent from the registry; its stored events stay until retention."""
+    agent = endpoint_service.get_agent(
+        session=session, organisation_id=organisation_of(console), agent_id=agent_id
+    )
+    endpoint_service.delete_agent(
+        session=session, organisation_id=organisation_of(console), agent_id=agent_id
+    )
+    auth_cache(request.app.state.puffin).forget(agent_id)
+    return _back("/agents", request, f"Agent {agent.name} deleted.")
+
+
+@router.post("/{agent_id}/groups", response_class=HTMLResponse, response_model=None)
+def set_groups(
+    request: Request, agent_id: uuid.UUID, console: AdminConsole, session: SessionDep, form: FormDep
+) -> HTMLResponse | RedirectResponse:
+    """Put the agent in the listed groups (comma-separated), in order of precedence."""
+    names = [name.strip() for name in form.get("groups", "").split(",") if name.strip()]
+    bad = [name for name in names if not GROUP_NAME.fullmatch(name)]
+    if bad or not names:
+        reason = f"{bad[0][:40]!r} is not a group name" if bad else "name at least one group"
+        message = f"{reason}: use letters, digits, dot, dash and underscore, comma-separated."
+        return _detail(request, agent_id, console, session, form_error=message)
+    try:
+        endpoint_service.update_agent(
+            session=session,
+            organisation_id=organisation_of(console),
+            agent_id=agent_id,
+            agent_in=AgentUpdate(groups=names),
+        )
+    except ValidationError:
+        discard_changes(session)
+        return _detail(request, agent_id, console, session, form_error="at most 50 groups")
+    return _back(f"/agents/{agent_id}", request, "Groups saved; the agent applies them next.")
