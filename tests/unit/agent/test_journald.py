@@ -210,7 +210,8 @@ def test_binary_and_oversized_fields_are_handled():
     )
     assert event["message"] == "café \x00ok"
     assert event["program"] == "cron"
-    assert "pid" not in event and "exe" not in event
+    assert "pid" not in event
+    assert "exe" not in event
     assert event["full_log"] == "Nov 14 22:13:20 db cron: café \x00ok"
 
 
