@@ -100,7 +100,8 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(15_000)
+    # Generous: in CI these tests share two cores with the outage and e2e tests.
+    context.set_default_timeout(30_000)
     tab = context.new_page()
     yield tab
     context.close()
@@ -110,7 +111,10 @@ def sign_in(page, server: LiveServer, username: str, password: str) -> None:
     page.goto(f"{server.url}/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    # Wait for the answer to the form itself, so a slow server cannot race the caller's
+    # next step (CI once timed out waiting for the dashboard after a sign-in).
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
 
 
 def test_admin_creates_organisation_user_and_key_then_switches_and_reads_the_trail(

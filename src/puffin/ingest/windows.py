@@ -71,6 +71,10 @@ def _data_fields(section: Any, flat: dict[str, Any]) -> None:
                 _data_fields(value, flat)
             else:
                 flat.setdefault(name, _text(value))
+                if " " in name:
+                    # Defender and a few other providers name items "Threat Name";
+                    # Sigma rules write the name without its spaces.
+                    flat.setdefault(name.replace(" ", ""), flat[name])
     elif isinstance(section, list):
         for index, value in enumerate(section):
             flat.setdefault(f"Data{index}", _text(value))

@@ -1,0 +1,206 @@
+"""An immutable set of compiled rules and the index that keeps matching fast.
+
+Events are grouped by *kind* — the values of the few fields the logsource mapping looks
+at (`Channel`, `EventID`, `program`, …). For each kind seen, the rule set builds once a
+plan: the rules whose logsource and event ids fit, split into rules that always run and
+rules reached through one Aho-Corasick automaton per field, which finds in one pass
+every literal some rule needs. Only rules whose literal occurs are then evaluated.
+
+A rule that raises never stops the stream: the error is counted per rule and kept.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ahocorasick
+
+from puffin.detection.engine import runtime
+from puffin.detection.engine.compiler import CompiledRule
+from puffin.detection.engine.logsources import Alternative, LogsourceMap
+
+MAX_PLANS = 20_000
+NAMESPACE: dict[str, Any] = {
+    "_re": re,
+    "_ipaddress": ipaddress,
+    "_cidr": runtime.cidr,
+    "_compare": runtime.compare,
+    "_fieldref": runtime.fieldref,
+    "_timestamp_part": runtime.timestamp_part,
+    "__builtins__": {"any": any, "True": True, "False": False, "str": str, "tuple": tuple},
+}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rule that matched one event, with the fields the rule looks at."""
+
+    rule: CompiledRule
+    matched: dict[str, Any]
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def title(self) -> str:
+        return self.rule.title
+
+    @property
+    def level(self) -> str:
+        return self.rule.level
+
+    @property
+    def tags(self) -> Sequence[str]:
+        return self.rule.tags
+
+
+@dataclass
+class RuleErrors:
+    """How often a rule raised, and the last error."""
+
+    count: int = 0
+    last: str = ""
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    rule: CompiledRule
+    match: Any
+    alternatives: tuple[Alternative, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    always: tuple[int, ...]
+    automata: tuple[tuple[str | None, Any], ...]
+    aliases: tuple[tuple[str, str], ...]
+
+
+def _function(rule: CompiledRule) -> Any:
+    namespace = dict(NAMESPACE)
+    code = compile(rule.source, f"<rule {rule.id}>", "exec")
+    exec(code, namespace)  # noqa: S102 - generated from rule data; every literal is repr()'d
+    return namespace["match"]
+
+
+@dataclass
+class RuleSet:
+    """Compiled rules with their index; build a new one to change rules (swap atomically)."""
+
+    rules: Sequence[CompiledRule]
+    logsources: LogsourceMap = field(default_factory=LogsourceMap.default)
+    unmapped: dict[str, list[str]] = field(default_factory=dict, init=False)
+    errors: dict[str, RuleErrors] = field(default_factory=dict, init=False)
+    _loaded: list[_Loaded] = field(default_factory=list, init=False, repr=False)
+    _plans: dict[tuple[Any, ...], _Plan] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for rule in self.rules:
+            alternatives, unmapped = self.logsources.alternatives(
+                rule.product or None, rule.category or None, rule.service or None
+            )
+            if unmapped:
+                self.unmapped[rule.id] = unmapped
+            self._loaded.append(_Loaded(rule, _function(rule), tuple(alternatives), rule.fields))
+        self._kind_fields = self.logsources.kind_fields
+
+    def __len__(self) -> int:
+        return len(self._loaded)
+
+    def evaluate(self, event: Mapping[str, Any]) -> list[Match]:
+        """Return the rules that match the event."""
+        kind = tuple(_hashable(event.get(name)) for name in self._kind_fields)
+        plan = self._plans.get(kind) or self._plan(kind, event.get("EventID"))
+        if plan.aliases:
+            event = _with_aliases(event, plan.aliases)
+        lower = runtime.LowerView(event)
+        candidates = set(plan.always)
+        for name, automaton in plan.automata:
+            value = lower[name]
+            if value is None:
+                continue
+            for text in value if isinstance(value, tuple) else (value,):
+                for _, rule_indexes in automaton.iter(text):
+                    candidates.update(rule_indexes)
+        if not candidates:
+            return []
+        raw = runtime.RawView(event)
+        matches = []
+        for index in sorted(candidates):
+            loaded = self._loaded[index]
+            try:
+                if loaded.match(event, lower, raw):
+                    matches.append(Match(loaded.rule, _matched(event, loaded.fields)))
+            except Exception as error:
+                self._note_error(loaded.rule.id, error)
+        return matches
+
+    def _note_error(self, rule_id: str, error: Exception) -> None:
+        with self._lock:
+            entry = self.errors.setdefault(rule_id, RuleErrors())
+            entry.count += 1
+            entry.last = f"{type(error).__name__}: {error}"
+
+    def _plan(self, kind: tuple[Any, ...], event_id: Any) -> _Plan:
+        values = dict(zip(self._kind_fields, kind, strict=True))
+        event_id_text = None if event_id is None else str(event_id).lower()
+        always: list[int] = []
+        by_field: dict[str | None, dict[str, list[int]]] = {}
+        aliases: set[tuple[str, str]] = set()
+        for index, loaded in enumerate(self._loaded):
+            fitting = [alt for alt in loaded.alternatives if alt.matches(values)]
+            if not fitting:
+                continue
+            ids = loaded.rule.event_ids
+            if ids is not None and event_id_text not in ids:
+                continue
+            for alternative in fitting:
+                aliases.update(alternative.aliases)
+            if loaded.rule.literals is None:
+                always.append(index)
+                continue
+            for name, literal in loaded.rule.literals:
+                by_field.setdefault(name, {}).setdefault(literal, []).append(index)
+        plan = _Plan(tuple(always), tuple(_automata(by_field)), tuple(sorted(aliases)))
+        with self._lock:
+            if len(self._plans) >= MAX_PLANS:
+                self._plans.clear()
+            self._plans[kind] = plan
+        return plan
+
+
+def _automata(by_field: Mapping[str | None, Mapping[str, list[int]]]) -> Iterable[Any]:
+    for name, literals in by_field.items():
+        automaton = ahocorasick.Automaton()
+        for literal, indexes in literals.items():
+            automaton.add_word(literal, tuple(indexes))
+        automaton.make_automaton()
+        yield name, automaton
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        return None
+    return value
+
+
+def _with_aliases(event: Mapping[str, Any], aliases: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    copy = dict(event)
+    for sigma_name, own_name in aliases:
+        if sigma_name not in copy and own_name in copy:
+            copy[sigma_name] = copy[own_name]
+    return copy
+
+
+def _matched(event: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    return {name: event[name] for name in names if name in event}

@@ -1,0 +1,198 @@
+"""Load Sigma rules from files, folders and zip archives, reporting each broken rule.
+
+A rule pack with broken rules loads the rest; each problem names the file, the line and
+the reason. Compiled rules are cached by the content of their file (and the engine
+version), so a second load of the same pack skips pySigma's parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from puffin.detection.engine.compiler import ENGINE_VERSION, CompiledRule, UnsupportedRule
+
+RULE_SUFFIXES = (".yml", ".yaml")
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """A rule that could not be loaded: where and why."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """The text of one rule file and where it came from."""
+
+    path: str
+    text: str
+
+
+@dataclass
+class LoadedRules:
+    """What a load produced."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[RuleFile] = field(default_factory=list)
+    problems: list[RuleProblem] = field(default_factory=list)
+    files: int = 0
+    cached: int = 0
+
+
+def iter_rule_files(paths: Sequence[str | Path]) -> Iterator[RuleFile]:
+    """Yield rule files from files, folders (recursively) and zip archives."""
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.suffix in RULE_SUFFIXES and child.is_file():
+                    yield RuleFile(str(child), child.read_text("utf-8", errors="replace"))
+        elif path.suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                for name in sorted(archive.namelist()):
+                    if name.endswith(RULE_SUFFIXES):
+                        text = archive.read(name).decode("utf-8", errors="replace")
+                        yield RuleFile(f"{path}!{name}", text)
+        elif path.exists():
+            yield RuleFile(str(path), path.read_text("utf-8", errors="replace"))
+        else:
+            raise FileNotFoundError(f"no such rule file or folder: {path}")
+
+
+class RuleCache:
+    """Compiled rules by file content, in a small SQLite database."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS compiled (key TEXT PRIMARY KEY, body TEXT)")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT body FROM compiled WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, body: Mapping[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO compiled (key, body) VALUES (?, ?)", (key, json.dumps(body))
+        )
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+
+def _key(text: str, placeholders: Mapping[str, Sequence[str]]) -> str:
+    digest = hashlib.sha256(ENGINE_VERSION.encode())
+    digest.update(json.dumps(placeholders, sort_keys=True).encode())
+    digest.update(text.encode())
+    return digest.hexdigest()
+
+
+def load_rules(
+    paths: Sequence[str | Path],
+    *,
+    placeholders: Mapping[str, Sequence[str]] | None = None,
+    cache: RuleCache | None = None,
+    progress: Progress | None = None,
+) -> LoadedRules:
+    """Load and compile every rule under the paths; broken rules become problems."""
+    files = list(iter_rule_files(paths))
+    result = LoadedRules(files=len(files))
+    values = placeholders or {}
+    for done, rule_file in enumerate(files, start=1):
+        key = _key(rule_file.text, values)
+        body = cache.get(key) if cache else None
+        if body is None:
+            body = compile_file(rule_file, values)
+            if cache:
+                cache.put(key, body)
+        else:
+            result.cached += 1
+        result.rules.extend(CompiledRule.from_json(r) for r in body["rules"])
+        result.problems.extend(RuleProblem(**p) for p in body["problems"])
+        if body["correlation"]:
+            result.correlations.append(rule_file)
+        if progress:
+            progress(done, len(files))
+    return result
+
+
+def compile_file(rule_file: RuleFile, placeholders: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Parse one file with pySigma and compile its rules; return JSON-ready results."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.rule import SigmaRule
+
+    from puffin.detection.engine.compiler import compile_rule
+
+    body: dict[str, Any] = {"rules": [], "problems": [], "correlation": False}
+    try:
+        collection = SigmaCollection.from_yaml(rule_file.text, collect_errors=True)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        body["problems"].append(_problem(rule_file, line, f"not valid YAML: {error}"))
+        return body
+    except Exception as error:
+        body["problems"].append(_problem(rule_file, 1, str(error)))
+        return body
+    for problem in collection.errors:
+        line = _error_line(problem, rule_file.text)
+        body["problems"].append(_problem(rule_file, line, str(problem)))
+    for rule in collection.rules:
+        if isinstance(rule, SigmaCorrelationRule):
+            body["correlation"] = True
+            continue
+        if not isinstance(rule, SigmaRule):
+            body["problems"].append(_problem(rule_file, 1, "filters are not supported yet"))
+            continue
+        try:
+            compiled = compile_rule(rule, placeholders=placeholders)
+        except (UnsupportedRule, Exception) as error:
+            line = _line_of(rule_file.text, "condition:") or _line_of(rule_file.text, "detection:")
+            body["problems"].append(_problem(rule_file, line or 1, str(error)))
+            continue
+        line = _line_of(rule_file.text, "title:") or 1
+        data = compiled.to_json()
+        data.update(path=rule_file.path, line=line)
+        body["rules"].append(data)
+    return body
+
+
+def _problem(rule_file: RuleFile, line: int, reason: str) -> dict[str, Any]:
+    return {"path": rule_file.path, "line": line, "reason": reason.splitlines()[0][:500]}
+
+
+def _error_line(error: Exception, text: str) -> int:
+    source = getattr(error, "source", None)
+    line = getattr(source, "line", None)
+    if isinstance(line, int) and line > 0:
+        return line
+    match = re.search(r"'([^']+)'", str(error))
+    found = _line_of(text, match.group(1)) if match else 0
+    return found or 1
+
+
+def _line_of(text: str, needle: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number
+    return 0
