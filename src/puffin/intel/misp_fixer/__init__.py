@@ -1,0 +1,1 @@
+"""The MISP event fixer: flags false-positive indicators before MISP publishes an event."""
