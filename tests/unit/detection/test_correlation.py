@@ -435,6 +435,18 @@ def test_state_holds_at_most_max_groups_and_counts_evictions() -> None:
     assert state.evicted == 2
 
 
+def test_every_surviving_window_still_closes_after_heavy_group_churn() -> None:
+    # Around a thousand evictions the state tidies its bookkeeping of window deadlines;
+    # whichever host's window is open at that moment must still be decided on flush.
+    for hosts in range(1020, 1045):
+        state = state_for(SILENT_AGENT, max_groups=3)
+        feed(state, [(i / 1000, "heartbeat", beat(f"host-{i}")) for i in range(hosts)])
+        found = state.flush(T0 + 3600.0)
+        survivors = [{"host": f"host-{i}"} for i in range(hosts - 3, hosts)]
+        assert [match.group for match in found] == survivors, hosts
+        assert state.evicted == hosts - 3
+
+
 def test_slightly_out_of_order_events_count_and_very_late_ones_are_ignored() -> None:
     state = state_for(BRUTE_FORCE)
     shuffled = [30.0, 10.0, 40.0, 0.0]

@@ -9,7 +9,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from sigma.correlations import (
     SigmaCorrelationCondition,
@@ -25,7 +25,7 @@ MAX_MATCH_EVENTS = 10
 MAX_TRACKED_EVENTS = 10_000
 """Entries kept per group (and per referenced rule); larger thresholds are refused."""
 
-_TYPES: frozenset[str] = frozenset(CorrelationType.__args__)  # type: ignore[attr-defined]
+_TYPES: frozenset[str] = frozenset(get_args(CorrelationType))
 _CLOSING_OPS = frozenset({"lt", "lte", "eq", "neq"})
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt,
@@ -223,7 +223,9 @@ def _plan(correlation: CompiledCorrelation) -> _Plan:
 
 def _hashable(value: Any) -> Hashable | None:
     """Return a value usable as a group or distinct key (lists become tuples), or None."""
-    if value is None or value == "":
+    if isinstance(value, str | int | float):
+        return value if value != "" else None
+    if value is None:
         return None
     if isinstance(value, list | tuple):
         return tuple(_hashable(item) for item in value)
@@ -519,15 +521,13 @@ class CorrelationState:
         if len(self._windows) >= self._max_groups:
             self._windows.popitem(last=False)
             self.evicted += 1
+        self._compact_deadlines()  # before the new window joins: it has no entries yet
         correlation = self._correlations[key[0]]
-        window = _Window(
-            next(self._serials), len(correlation.rules) if "temporal" in correlation.type else 0
-        )
+        temporal = correlation.type in ("temporal", "temporal_ordered")
+        window = _Window(next(self._serials), len(correlation.rules) if temporal else 0)
         self._windows[key] = window
-        heapq.heappush(
-            self._deadlines, (timestamp + correlation.timespan_seconds, window.serial, key)
-        )
-        self._compact_deadlines()
+        deadline = timestamp + correlation.timespan_seconds
+        heapq.heappush(self._deadlines, (deadline, window.serial, key))
         return window
 
     def _compact_deadlines(self) -> None:
