@@ -117,17 +117,31 @@ class RuleSet:
 
     def evaluate(self, event: Mapping[str, Any]) -> list[Match]:
         """Return the rules that match the event."""
-        kind = tuple(_hashable(event.get(name)) for name in self._kind_fields)
-        plan = self._plans.get(kind) or self._plan(kind, event.get("EventID"))
+        kind = tuple(map(event.get, self._kind_fields))
+        try:
+            plan = self._plans.get(kind)
+        except TypeError:  # a list or mapping among the kind fields
+            kind = tuple(_hashable(value) for value in kind)
+            plan = self._plans.get(kind)
+        if plan is None:
+            plan = self._plan(kind, event.get("EventID"))
         if plan.aliases:
             event = _with_aliases(event, plan.aliases)
         lower = runtime.LowerView(event)
         candidates = set(plan.always)
+        get = event.get
         for name, automaton in plan.automata:
+            raw = get(name) if name is not None else None
+            if raw.__class__ is str:
+                value = raw.lower()
+                lower[name] = value
+                for _, rule_indexes in automaton.iter(value):
+                    candidates.update(rule_indexes)
+                continue
             value = lower[name]
             if value is None:
                 continue
-            for text in value if isinstance(value, tuple) else (value,):
+            for text in value if value.__class__ is tuple else (value,):
                 for _, rule_indexes in automaton.iter(text):
                     candidates.update(rule_indexes)
         if not candidates:
@@ -155,8 +169,12 @@ class RuleSet:
         always: list[int] = []
         by_field: dict[str | None, dict[str, list[int]]] = {}
         aliases: set[tuple[str, str]] = set()
+        fitting_by_logsource: dict[tuple[Alternative, ...], list[Alternative]] = {}
         for index, loaded in enumerate(self._loaded):
-            fitting = [alt for alt in loaded.alternatives if alt.matches(values)]
+            fitting = fitting_by_logsource.get(loaded.alternatives)
+            if fitting is None:
+                fitting = [alt for alt in loaded.alternatives if alt.matches(values)]
+                fitting_by_logsource[loaded.alternatives] = fitting
             if not fitting:
                 continue
             ids = loaded.rule.event_ids

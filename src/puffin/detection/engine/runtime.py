@@ -51,11 +51,14 @@ def _texts(value: Any) -> str | tuple[str, ...] | None:
 def _all_text(event: Mapping[str, Any]) -> str:
     parts: list[str] = []
     for value in event.values():
-        texts = _texts(value)
-        if isinstance(texts, tuple):
-            parts.extend(texts)
-        elif texts is not None:
-            parts.append(texts)
+        if value.__class__ is str:
+            parts.append(value)
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            parts.extend(_text(item) for item in value if item is not None)
+        else:
+            parts.append(_text(value))
     return "\n".join(parts)
 
 
@@ -69,7 +72,14 @@ class RawView(dict[Any, Any]):
         self.event = event
 
     def __missing__(self, name: str | None) -> Any:
-        value = _all_text(self.event) if name is None else _texts(_lookup(self.event, name))
+        value = self.event.get(name) if name is not None else MISSING
+        if value.__class__ is str:
+            self[name] = value
+            return value
+        if name is None:
+            value = _all_text(self.event)
+        else:
+            value = _texts(value if value is not None else _lookup(self.event, name))
         self[name] = value
         return value
 
@@ -80,13 +90,19 @@ class LowerView(RawView):
     __slots__ = ()
 
     def __missing__(self, name: str | None) -> Any:
-        if name is None:
-            value: Any = _all_text(self.event).lower()
+        value = self.event.get(name) if name is not None else MISSING
+        if value.__class__ is str:
+            value = value.lower()
+        elif name is None:
+            value = _all_text(self.event).lower()
         else:
-            raw = _texts(_lookup(self.event, name))
-            value = tuple(item.lower() for item in raw) if isinstance(raw, tuple) else raw
-            if isinstance(value, str):
-                value = value.lower()
+            raw = _texts(value if value is not None else _lookup(self.event, name))
+            if raw.__class__ is str:
+                value = raw.lower()
+            elif raw is None:
+                value = None
+            else:
+                value = tuple(item.lower() for item in raw)
         self[name] = value
         return value
 
