@@ -126,8 +126,13 @@ def load_rules(
                 cache.put(key, body)
         else:
             result.cached += 1
-        result.rules.extend(CompiledRule.from_json(r) for r in body["rules"])
-        result.problems.extend(RuleProblem(**p) for p in body["problems"])
+        # The cache is keyed by content: the same text may have been stored from another path.
+        result.rules.extend(
+            CompiledRule.from_json({**r, "path": rule_file.path}) for r in body["rules"]
+        )
+        result.problems.extend(
+            RuleProblem(**{**p, "path": rule_file.path}) for p in body["problems"]
+        )
         if body["correlation"]:
             result.correlations.append(rule_file)
         if progress:
