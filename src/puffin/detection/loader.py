@@ -201,3 +201,30 @@ def _line_of(text: str, needle: str) -> int:
         if needle in line:
             return number
     return 0
+
+
+def compile_correlations(files: Sequence[RuleFile]) -> tuple[list[Any], list[RuleProblem]]:
+    """Compile the correlation rules of files that hold them (with their base rules)."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+
+    from puffin.detection.engine.correlation import compile_correlation
+
+    compiled: list[Any] = []
+    problems: list[RuleProblem] = []
+    for rule_file in files:
+        try:
+            collection = SigmaCollection.from_yaml(rule_file.text, collect_errors=True)
+            collection.resolve_rule_references()
+        except Exception as error:  # reported like any broken rule
+            problems.append(RuleProblem(rule_file.path, 1, str(error).splitlines()[0]))
+            continue
+        for rule in collection.rules:
+            if not isinstance(rule, SigmaCorrelationRule):
+                continue
+            try:
+                compiled.append(compile_correlation(rule))
+            except Exception as error:  # ValueError and pySigma errors
+                line = _line_of(rule_file.text, "correlation:") or 1
+                problems.append(RuleProblem(rule_file.path, line, str(error).splitlines()[0]))
+    return compiled, problems
