@@ -1,0 +1,1 @@
+"""Fakes of third-party services: real servers on loopback speaking the real protocols."""
