@@ -84,7 +84,8 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
         {"user": "deploy", "src_ip": "198.51.100.20", "src_port": 40022, "action": "logout"},
     ),
     (
-        "sshd[4246]: Connection closed by authenticating user root 203.0.113.7 port 52200 [preauth]",
+        "sshd[4246]: Connection closed by authenticating user root 203.0.113.7 port 52200"
+        " [preauth]",
         "sshd",
         {"user": "root", "src_ip": "203.0.113.7", "src_port": 52200, "action": "connection_closed"},
     ),
@@ -125,7 +126,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     (
         "sshd[1]: Server listening on 0.0.0.0 port 22.",
         "sshd",
-        {"dst_ip": "0.0.0.0", "dst_port": 22, "action": "service_started"},  # noqa: S104
+        {"dst_ip": "0.0.0.0", "dst_port": 22, "action": "service_started"},
     ),
     (
         "sshd[4251]: debug1: an internal detail nobody parses from 192.0.2.80",
@@ -221,7 +222,13 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     (
         "su: FAILED su for root by eve",
         "su",
-        {"src_user": "eve", "dst_user": "root", "user": "root", "action": "su", "status": "failure"},
+        {
+            "src_user": "eve",
+            "dst_user": "root",
+            "user": "root",
+            "action": "su",
+            "status": "failure",
+        },
     ),
     # pam
     (
@@ -458,8 +465,9 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ),
     # kernel
     (
-        "kernel: [ 1234.567890] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00"
-        " SRC=203.0.113.50 DST=192.0.2.10 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=4321 DF PROTO=TCP"
+        "kernel: [ 1234.567890] [UFW BLOCK] IN=eth0 OUT="
+        " MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=203.0.113.50 DST=192.0.2.10"
+        " LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=4321 DF PROTO=TCP"
         " SPT=51515 DPT=3389 WINDOW=64240 RES=0x00 SYN URGP=0",
         "kernel",
         {

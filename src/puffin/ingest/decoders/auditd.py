@@ -97,8 +97,9 @@ def _drop_registers(event: Event) -> None:
 def _argv(body: str) -> str:
     arguments: dict[int, str] = {}
     for key, value, quoted in key_values(body):
-        if _EXECVE_ARGUMENT.fullmatch(key):
-            arguments[int(key[1:])] = _unhex(key, value, quoted, True)
+        position = to_int(key[1:]) if _EXECVE_ARGUMENT.fullmatch(key) else None
+        if position is not None:
+            arguments[position] = _unhex(key, value, quoted, True)
     return " ".join(arguments[index] for index in sorted(arguments))
 
 

@@ -94,4 +94,4 @@ def _exit_outcome(event: Event) -> None:
     event["status"] = "success" if clean else "failure"
 
 
-DECODERS = (ProgramDecoder("systemd", ("systemd", "systemd-logind", "init"), decode_systemd),)
+DECODERS = (ProgramDecoder("systemd", ("systemd", "systemd-logind"), decode_systemd),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from puffin.ingest.decoders.fields import Event, ProgramDecoder, is_ip, put_int
+from puffin.ingest.decoders.fields import Event, ProgramDecoder, is_ip, put_int, to_int
 from puffin.ingest.decoders.header import MONTHS
 
 _QUOTED = r'(?:[^"\\]|\\.)*'
@@ -35,7 +35,7 @@ def decode_access_log(message: str, event: Event) -> bool:
         return False
     _request(match.group("request"), event)
     put_int(event, "http_status", match.group("http_status"))
-    event["bytes"] = 0 if match.group("bytes") == "-" else int(match.group("bytes"))
+    event["bytes"] = to_int(match.group("bytes")) or 0
     for name in ("referrer", "user_agent"):
         if match.group(name) not in (None, *_NOT_SET):
             event[name] = match.group(name)
