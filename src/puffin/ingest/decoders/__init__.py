@@ -1,8 +1,4 @@
-"""Turn one raw text log line into a flat event with named fields (pure: no I/O, stdlib only).
-
-One header regex reads the syslog header; the program name then picks one small program
-decoder. Lines without a header are tried as audit records, then as web access logs.
-"""
+"""Turn one raw text log line into a flat event with named fields (pure: no I/O, stdlib only)."""
 
 from __future__ import annotations
 
@@ -39,7 +35,12 @@ SYSLOG = "syslog"
 
 
 class Decoders:
-    """The registry of program decoders, built once by the app and passed to who needs it."""
+    """The registry of program decoders, built once by the app and passed to who needs it.
+
+    One regex reads the syslog header; the program name then picks one small program
+    decoder, so a line never runs through every decoder's patterns. Lines without a header
+    are tried as audit records, then as web access logs.
+    """
 
     def __init__(self) -> None:
         self._by_program: dict[str, ProgramDecoder] = {}
