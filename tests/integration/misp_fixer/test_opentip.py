@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fakes.opentip import FakeOpenTip, fake_opentip
 
 from puffin.intel.misp_fixer.classify import Classifier, Verdict
 from puffin.intel.misp_fixer.opentip import BenignPolicy, OpenTipClient, Reputation
-from tests.fakes.opentip import FakeOpenTip, fake_opentip
 
 CLEAN_SHA256 = "a" * 64
 NO_THREATS_MD5 = "b" * 32
@@ -214,7 +214,8 @@ def test_requests_in_flight_never_exceed_the_concurrency_limit(
     # The first `limit` requests wait for each other, so the client must really run that
     # many at once; every request then stays in flight a moment, so any excess would overlap.
     with fake_opentip(hold_until_in_flight=limit, hold_seconds=0.05) as fake:
-        with client_for(fake, tmp_path, sleeps, concurrency=limit) as client:
+        client = client_for(fake, tmp_path, sleeps, concurrency=limit)
+        with client:
             report = client.lookup([("ip", f"192.0.2.{n}") for n in range(9)], limit=100)
 
     assert report.lookups == 9
