@@ -16,6 +16,10 @@ Every event is a flat mapping that Sigma rules can match:
   `nodiff` (shadow files and private keys by default), whose content is not kept at all;
 - `mode_source` scheduled | realtime; `full_log` one readable line; `timestamp` ISO UTC.
 
+Only regular files are recorded; symbolic links are neither followed nor recorded, and a
+scan does not cross into another file system below a configured path. A file the agent
+may not read keeps its attributes in the baseline with an empty `sha256`.
+
 The baseline lives in `fim.db` in the state directory. The first scan of a path records
 it silently and says only "baseline built: N files". Changes found by a collect() call
 are stored in that database together with the baseline update, then handed to the outbox
@@ -95,7 +99,13 @@ def _normalise(paths: tuple[str, ...]) -> list[str]:
 
 @dataclass(frozen=True)
 class FimConfig:
-    """What to watch and how; built from the agent's configuration mapping."""
+    """What to watch and how; built from the agent's configuration mapping.
+
+    Keys: `paths` (scanned on schedule), `realtime` (directories also watched with inotify,
+    and scanned), `scan_interval` (seconds, start to start), `ignore` and `nodiff` (glob
+    patterns matched against the full path or the file name; `nodiff` adds to the
+    defaults), `diff_max_bytes`, `budget_seconds` (work per collect() call).
+    """
 
     paths: tuple[str, ...] = DEFAULT_PATHS
     realtime: tuple[str, ...] = ()
