@@ -235,6 +235,14 @@ def test_local_folder_in_the_upstream_layout_with_a_broken_list(tmp_path: Path) 
     assert [item.key for item in from_lists.lists] == ["mine"]
 
 
+def test_a_folder_without_lists_is_reported_not_silently_empty(tmp_path: Path) -> None:
+    nothing = WarninglistIndex.load(tmp_path)
+
+    assert nothing.lists == ()
+    assert len(nothing.errors) == 1
+    assert "no <name>/list.json" in nothing.errors[0]
+
+
 # --- the lists shipped with pymispwarninglists --------------------------------------------
 
 

@@ -1,9 +1,4 @@
-"""Decide which MISP indicators are false positives: operator list, warninglists, then OpenTIP.
-
-The chain stops at the first verdict. A composite such as `domain|ip` is a false positive
-when the operator's list or a warninglist names any of its indicator parts (MISP's rule),
-but OpenTIP must vouch for every part, because a remote reputation is weaker evidence.
-"""
+"""Decide which MISP indicators are false positives: operator list, warninglists, then OpenTIP."""
 
 from __future__ import annotations
 
@@ -100,7 +95,12 @@ def _canonical(value: str) -> str:
 
 
 class Classifier:
-    """Runs the decision chain over (type, value) items; one instance serves many runs."""
+    """Runs the decision chain over (type, value) items; one instance serves many runs.
+
+    The chain stops at the first verdict. A composite such as `domain|ip` is a false positive
+    when the operator's list or a warninglist names any of its indicator parts (MISP's rule),
+    but OpenTIP must vouch for every part, because a remote reputation is weaker evidence.
+    """
 
     def __init__(
         self,

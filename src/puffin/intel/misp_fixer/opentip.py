@@ -1,17 +1,4 @@
-"""A Kaspersky OpenTIP client for IP, domain and hash reputation: cached, bounded and polite.
-
-OpenTIP answers `GET <base>/{ip,domain,hash}?request=<value>` with the header `x-api-key`.
-A 200 answer carries `Zone` (Red, Orange, Yellow, Grey or Green) and a section per kind:
-`IpGeneralInfo.Status` (known, reserved, NoInfo), `DomainGeneralInfo.Categories`, and
-`FileGeneralInfo.FileStatus` (Clean, NoThreats, Malware, Adware and other, NotCategorized).
-Green means "good or no threats detected"; Grey means OpenTIP knows nothing. 404 means not
-found and is kept as Grey. 403 means the key's quota is spent and 401 that the key is refused:
-either stops every further lookup of the run and is reported, never guessed around. 429 and
-5xx answers (and network failures) are retried with exponential back-off and jitter, honouring
-`Retry-After`, a bounded number of times, then reported as an error for that value.
-
-Answers are cached in their own SQLite file (WAL), keyed by (kind, value), for a TTL.
-"""
+"""A Kaspersky OpenTIP client for IP, domain and hash reputation: cached, bounded and polite."""
 
 from __future__ import annotations
 
@@ -143,9 +130,13 @@ class OpenTipCache:
         rows = [(r.kind, r.value, r.zone, r.verdict, r.fetched_at.timestamp()) for r in reputations]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO opentip_cache VALUES (?, ?, ?, ?, ?)", rows
-            )
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO opentip_cache VALUES (?, ?, ?, ?, ?)", rows
+                )
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
             self._db.execute("COMMIT")
 
     def close(self) -> None:
@@ -165,7 +156,20 @@ class _Outcome:
 
 
 class OpenTipClient:
-    """Looks values up on OpenTIP with a few requests in flight; a synchronous API."""
+    """Looks values up on OpenTIP with a few requests in flight; a synchronous API.
+
+    OpenTIP answers `GET <base>/{ip,domain,hash}?request=<value>` with the header `x-api-key`.
+    A 200 answer carries `Zone` (Red, Orange, Yellow, Grey or Green) and a section per kind:
+    `IpGeneralInfo.Status` (known, reserved, NoInfo), `DomainGeneralInfo.Categories`, and
+    `FileGeneralInfo.FileStatus` (Clean, NoThreats, Malware, Adware and other, NotCategorized).
+    Green means "good or no threats detected"; Grey means OpenTIP knows nothing; 404 (not
+    found) is kept as Grey. 403 means the key's quota is spent and 401 that the key is refused:
+    either stops every further lookup of the run and is reported, never guessed around. 429,
+    5xx and network failures are retried with exponential back-off and jitter, honouring
+    `Retry-After` (up to `max_wait_seconds`), `max_retries` times, then reported as an error
+    for that value. Answers are cached in their own SQLite file (WAL), keyed by (kind, value),
+    for `cache_ttl`. `lookup` asks OpenTIP for at most `limit` values not in the cache.
+    """
 
     def __init__(
         self,

@@ -262,7 +262,10 @@ def _put(table: dict[str, ListIds], key: str, single: ListIds) -> None:
 def _read_folder(folder: Path) -> Iterator[tuple[str, Document | str]]:
     """Yield (folder name, document) per `<name>/list.json`, or an error text in its place."""
     root = folder / "lists" if (folder / "lists").is_dir() else folder
-    for path in sorted(root.glob("*/list.json")):
+    paths = sorted(root.glob("*/list.json"))
+    if not paths:
+        yield folder.name, f"{root}: no <name>/list.json warninglists found"
+    for path in paths:
         try:
             document = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as error:
