@@ -22,11 +22,15 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "org": ("puffin.cli.org", "Manage organisations."),
     "apikey": ("puffin.cli.apikey", "Manage API keys."),
     "agent": ("puffin.cli.agent", "Enrol and run the endpoint agent."),
+    "rules": ("puffin.cli.rules", "Import, list, lint and test Sigma rule packs."),
+    "misp-fixer": ("puffin.cli.misp_fixer", "Fix MISP events before they are published."),
 }
 
 # name -> (module, attribute, help) for single commands (functions taking Typer arguments).
 SINGLE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("puffin.cli.demo", "demo", "Run a local demo server (HTTPS, embedded database)."),
+    "hunt": ("puffin.cli.hunt", "hunt", "Run Sigma rules over EVTX, JSON and log files offline."),
+    "logtest": ("puffin.cli.hunt", "logtest", "Show how log lines decode and which rules match."),
 }
 
 _NEEDS_SERVER = "needs the server parts: pip install 'puffin-mdr[server]'"

@@ -1,0 +1,200 @@
+"""`puffin hunt` and `puffin logtest`: run rules over files, or over lines typed in."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from puffin.detection.loader import LoadedRules, RuleCache, compile_correlations, load_rules
+
+LEVEL_STYLES = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "informational": "dim",
+}
+
+
+def _cache_path() -> Path:
+    base = os.environ.get("PUFFIN_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    root = Path(base) if base else Path.home() / ".cache"
+    return (root if os.environ.get("PUFFIN_CACHE_DIR") else root / "puffin") / "rules.sqlite"
+
+
+def load_for_cli(rules: list[Path], console: Console, *, use_cache: bool = True) -> LoadedRules:
+    """Load rule paths (the built-in pack when none) and print each broken rule."""
+    from puffin.detection.rules import builtin_pack_path
+
+    paths = rules or [builtin_pack_path()]
+    cache = RuleCache(_cache_path()) if use_cache else None
+    try:
+        loaded = load_rules(paths, cache=cache)
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    finally:
+        if cache:
+            cache.close()
+    for problem in loaded.problems:
+        console.print(f"[yellow]skipped rule[/yellow] {problem}", highlight=False)
+    if not loaded.rules:
+        console.print("[red]error:[/red] no rule could be loaded; check the --rules paths")
+        raise typer.Exit(1)
+    return loaded
+
+
+def hunt(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (.evtx, JSON lines, logs)."),
+    rules: list[Path] = typer.Option(
+        [], "--rules", "-r", help="A rule file or folder; repeatable. Default: built-in pack."
+    ),
+    jsonl: Path | None = typer.Option(None, "--jsonl", help="Write every match to this file."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (default: all cores)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the compile cache."),
+) -> None:
+    """Run Sigma rules over files offline and summarise the matches by rule and level."""
+    from puffin.detection.hunt import find_sources, run_hunt, summary
+
+    console = Console(stderr=True, highlight=False)
+    started = time.perf_counter()
+    loaded = load_for_cli(rules, console, use_cache=not no_cache)
+    correlations, problems = compile_correlations(loaded.correlations)
+    for problem in problems:
+        console.print(f"[yellow]skipped correlation[/yellow] {problem}")
+    try:
+        sources = find_sources(paths)
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from error
+    console.print(
+        f"{len(loaded.rules)} rules, {len(correlations)} correlations, {len(sources)} files"
+    )
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} bytes"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("hunting", total=sum(s.size for s in sources) or 1)
+        result = run_hunt(
+            sources,
+            loaded.rules,
+            correlations,
+            jobs=jobs or None,
+            on_file_done=lambda source: progress.advance(task, source.size),
+        )
+    for failure in result.errors:
+        console.print(f"[red]could not read[/red] {failure}")
+    if jsonl is not None:
+        with jsonl.open("w", encoding="utf-8") as out:
+            for match in result.matches:
+                out.write(json.dumps(match.to_json(), default=str) + "\n")
+    _print_summary(summary(result.matches), console)
+    seconds = time.perf_counter() - started
+    console.print(
+        f"{len(result.matches)} matches in {result.records:,} records from {result.files} files"
+        f" ({seconds:.1f} s)"
+    )
+
+
+def _print_summary(rows: list[tuple[str, str, str, int]], console: Console) -> None:
+    if not rows:
+        console.print("no rule matched")
+        return
+    table = Table(title="Matches by rule")
+    table.add_column("Level")
+    table.add_column("Rule")
+    table.add_column("Rule id", style="dim")
+    table.add_column("Matches", justify="right")
+    for level, title, rule_id, count in rows:
+        table.add_row(f"[{LEVEL_STYLES.get(level, '')}]{level}[/]", title, rule_id, f"{count:,}")
+    console.print(table)
+
+
+def logtest(
+    rules: list[Path] = typer.Option(
+        [], "--rules", "-r", help="A rule file or folder; repeatable. Default: built-in pack."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per event."),
+) -> None:
+    """Read log lines or JSON events on standard input; show decoding and matching rules."""
+    from puffin.detection.detector import Detector
+    from puffin.detection.engine.ruleset import RuleSet
+    from puffin.detection.hunt import _json_event
+    from puffin.ingest.decoders import Decoders
+
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    loaded = load_for_cli(rules, errors)
+    correlations, problems = compile_correlations(loaded.correlations)
+    for problem in problems:
+        errors.print(f"[yellow]skipped correlation[/yellow] {problem}")
+    detector = Detector(RuleSet(loaded.rules), correlations)
+    decoders = Decoders()
+    for number, raw in enumerate(sys.stdin, start=1):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        event = _decode(line, decoders, _json_event)
+        hits = detector.evaluate(event, time.time())
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "line": number,
+                        "event": event,
+                        "matches": [
+                            {
+                                "rule_id": h.rule_id,
+                                "rule_title": h.title,
+                                "level": h.level,
+                                "correlation": h.correlation,
+                            }
+                            for h in hits
+                        ],
+                    },
+                    default=str,
+                )
+            )
+            continue
+        _print_event(console, number, event, hits)
+
+
+def _decode(line: str, decoders: Any, json_event: Any) -> dict[str, Any]:
+    if line.lstrip().startswith("{"):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            item = None
+        if isinstance(item, dict):
+            event: dict[str, Any] = json_event(item)
+            event.setdefault("decoder", "json")
+            return event
+    decoded: dict[str, Any] = decoders.decode(line)
+    return decoded
+
+
+def _print_event(console: Console, number: int, event: dict[str, Any], hits: list[Any]) -> None:
+    console.rule(f"event {number}")
+    console.print(f"decoder: [bold]{event.get('decoder') or '(none)'}[/bold]")
+    for name, value in event.items():
+        if name not in ("full_log", "decoder"):
+            console.print(f"  {name}: {value}")
+    if not hits:
+        console.print("no rule matched")
+    for hit in hits:
+        style = LEVEL_STYLES.get(hit.level, "")
+        kind = "correlation" if hit.correlation else "rule"
+        console.print(f"[{style}]{hit.level}[/] {kind} {hit.rule_id}: {hit.title}")
