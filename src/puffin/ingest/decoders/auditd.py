@@ -8,13 +8,15 @@ from datetime import UTC, datetime
 
 from puffin.ingest.decoders.fields import Event, ProgramDecoder, key_values, put_host, to_int
 
+# Starts with a literal so that the regex engine can skip ahead quickly on long lines.
 _RECORD = re.compile(
-    r"(?:node=(?P<node>\S+) )?type ?=(?P<type>\S+) (?:msg=)?"
-    r"audit\((?P<time>\d+(?:\.\d+)?):(?P<serial>\d+)\): ?",
+    r"type ?=(?P<type>\S+) (?:msg=)?audit\((?P<time>\d+(?:\.\d+)?):(?P<serial>\d+)\): ?",
     re.ASCII,
 )
+_NODE = re.compile(r"node=(\S+) $")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+", re.ASCII)
-_EXECVE_ARGUMENT = re.compile(r"a\d+", re.ASCII)
+_ARGUMENT = re.compile(r"a\d+", re.ASCII)
+_HEX_FIELDS = frozenset({"proctitle", "cmd"})
 _AVC = re.compile(r"avc: +(?P<avc_result>\w+) +\{ (?P<permissions>[^}]*) \}")
 # Enriched logs append translated fields after a group separator (sometimes escaped as text).
 _SEPARATORS = ("\x1d", "\\u001D", "\\u001d")
@@ -32,8 +34,9 @@ def decode_audit(message: str, event: Event) -> bool:
     first = records[0]
     event["audit_type"] = first.group("type")
     event["audit_id"] = first.group("serial")
-    if first.group("node"):
-        event["node"] = first.group("node")
+    node = _NODE.search(message, 0, first.start())
+    if node is not None:
+        event["node"] = node.group(1)
     if "timestamp" not in event:
         event["timestamp"] = _epoch(first.group("time"))
     for index, record in enumerate(records):
@@ -45,62 +48,59 @@ def decode_audit(message: str, event: Event) -> bool:
 
 def _record_fields(event: Event, record_type: str, body: str) -> None:
     for separator in _SEPARATORS:
-        body = body.replace(separator, " ")
-    execve = record_type == "EXECVE"
-    if execve:
-        _drop_registers(event)
-        event["command"] = _argv(body)
+        if separator in body:
+            body = body.replace(separator, " ")
+    if record_type == "EXECVE":
+        _execve_fields(event, body)
+        return
     avc = _AVC.match(body)
     if avc is not None:
         event.update(avc.groupdict())
     for key, value, quoted in key_values(body):
         if key == "msg" and quoted:
-            _inner_fields(event, value)
+            for inner_key, inner_value, inner_quoted in key_values(value):
+                _put(event, inner_key, _unhex_field(inner_key, inner_value, inner_quoted))
+        else:
+            _put(event, key, _unhex_field(key, value, quoted))
+
+
+def _execve_fields(event: Event, body: str) -> None:
+    """EXECVE's a0…aN are the argv (hex when they hold spaces); SYSCALL's a0-a3 were
+    raw registers, so they give way."""
+    for key in [key for key in event if _ARGUMENT.fullmatch(key)]:
+        del event[key]
+    arguments: dict[int, str] = {}
+    for key, value, quoted in key_values(body):
+        position = to_int(key[1:]) if _ARGUMENT.fullmatch(key) else None
+        if position is None:
+            _put(event, key, value)
             continue
-        overrides = execve and _EXECVE_ARGUMENT.fullmatch(key) is not None
-        _put(event, key, _unhex(key, value, quoted, execve), overwrite=overrides)
+        value = value if quoted else _unhex(value)
+        arguments[position] = event[key] = value
+    event["command"] = " ".join(arguments[index] for index in sorted(arguments))
 
 
-def _inner_fields(event: Event, text: str) -> None:
-    """`msg='op=… acct=… exe=… res=…'` of user-space records: flatten its pairs."""
-    for key, value, quoted in key_values(text):
-        _put(event, key, _unhex(key, value, quoted, False), overwrite=False)
-
-
-def _put(event: Event, key: str, value: str, *, overwrite: bool) -> None:
+def _put(event: Event, key: str, value: str) -> None:
+    """Keep the first record's value; header-like keys get an `audit_` name."""
     if key in _RENAMED:
         key = f"audit_{key}"
     if key == "pid":
         pid = to_int(value)
         if pid is not None:
             event["pid"] = pid
-        return
-    if overwrite or key not in event:
+    elif key not in event:
         event[key] = value
 
 
-def _unhex(key: str, value: str, quoted: bool, execve: bool) -> str:
-    """Unquoted values of string fields are hex when they hold spaces or odd bytes."""
-    if quoted or not _HEX.fullmatch(value):
+def _unhex_field(key: str, value: str, quoted: bool) -> str:
+    return _unhex(value) if not quoted and key in _HEX_FIELDS else value
+
+
+def _unhex(value: str) -> str:
+    """auditd writes a string field as hex when it holds spaces, quotes or odd bytes."""
+    if not _HEX.fullmatch(value):
         return value
-    if key in ("proctitle", "cmd") or (execve and _EXECVE_ARGUMENT.fullmatch(key)):
-        return bytes.fromhex(value).decode("utf-8", "replace").replace("\x00", " ").strip()
-    return value
-
-
-def _drop_registers(event: Event) -> None:
-    """A SYSCALL record's a0-a3 are raw registers; the EXECVE record's aN are the argv."""
-    for key in [key for key in event if _EXECVE_ARGUMENT.fullmatch(key)]:
-        del event[key]
-
-
-def _argv(body: str) -> str:
-    arguments: dict[int, str] = {}
-    for key, value, quoted in key_values(body):
-        position = to_int(key[1:]) if _EXECVE_ARGUMENT.fullmatch(key) else None
-        if position is not None:
-            arguments[position] = _unhex(key, value, quoted, True)
-    return " ".join(arguments[index] for index in sorted(arguments))
+    return bytes.fromhex(value).decode("utf-8", "replace").replace("\x00", " ").strip()
 
 
 def _derive(event: Event) -> None:

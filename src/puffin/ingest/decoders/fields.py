@@ -74,13 +74,15 @@ def put_host(
 
 def key_values(text: str) -> Iterator[tuple[str, str, bool]]:
     """Yield (key, value, was_quoted) for every key=value pair in `text`."""
-    for match in _PAIR.finditer(text):
-        key, raw = match.group(1), match.group(2)
-        if raw and raw[0] in "\"'":
-            closed = len(raw) > 1 and raw[-1] == raw[0]
+    for key, raw in _PAIR.findall(text):
+        quote = raw[:1]
+        if quote == '"' or quote == "'":
+            closed = len(raw) > 1 and raw[-1] == quote
             yield key, raw[1:-1] if closed else raw[1:], True
-        else:
+        elif raw.endswith((",", ")")):
             yield key, _trim_bare(raw), False
+        else:
+            yield key, raw, False
 
 
 def _trim_bare(value: str) -> str:

@@ -75,23 +75,23 @@ def _put_tag(event: Event, rest: str) -> None:
     tag = _TAG.match(rest)
     if tag is None:
         host_only = _HOST_ONLY.match(rest)
-        if host_only is None:
-            event["message"] = rest
-            return
-        event["hostname"] = host_only.group("hostname")
-        event["message"] = host_only.group("message")
+        if host_only is not None:
+            event["hostname"], rest = host_only.group("hostname", "message")
+        event["message"] = rest
         return
-    if tag.group("hostname"):
-        event["hostname"] = tag.group("hostname")
-    event["program"] = tag.group("program")
-    if tag.group("subsystem"):
-        event["subsystem"] = tag.group("subsystem")
-    pid = to_int(tag.group("pid"))
-    if pid is not None:
-        event["pid"] = pid
-    message = tag.group("message")
-    solaris = _SOLARIS_ID.match(message)
-    event["message"] = message[solaris.end() :] if solaris else message
+    hostname, program, subsystem, pid, message = tag.group(
+        "hostname", "program", "subsystem", "pid", "message"
+    )
+    if hostname:
+        event["hostname"] = hostname
+    event["program"] = program
+    if subsystem:
+        event["subsystem"] = subsystem
+    if pid and (number := to_int(pid)) is not None:
+        event["pid"] = number
+    if message.startswith("[ID ") and (solaris := _SOLARIS_ID.match(message)) is not None:
+        message = message[solaris.end() :]
+    event["message"] = message
 
 
 def _put_priority(event: Event, pri: str | None) -> None:
@@ -104,17 +104,23 @@ def _put_priority(event: Event, pri: str | None) -> None:
 
 def _bsd_timestamp(match: re.Match[str], year: int | None) -> str | None:
     """RFC 3164 stamps mostly carry no year: use the one given, else the current year."""
-    month = MONTHS[match.group("month")]
-    day = int(match.group("day"))
-    if match.group("year"):
-        year = int(match.group("year"))
+    stamp_year, month_name, day_text, clock, fraction = match.group(
+        "year", "month", "day", "clock", "fraction"
+    )
+    if stamp_year:
+        year = int(stamp_year)
     elif year is None:
         year = datetime.now().year  # the stamp is local time too
-    try:
-        datetime(year, month, day)  # only checks that the date exists
-    except ValueError:
+    month, day = MONTHS[month_name], int(day_text)
+    if year < 1 or not 1 <= day <= _days_in(year, month):
         return None
-    return f"{year:04d}-{month:02d}-{day:02d}T{match.group('clock')}{match.group('fraction') or ''}"
+    return f"{year:04d}-{month:02d}-{day:02d}T{clock}{fraction or ''}"
+
+
+def _days_in(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
 
 
 def _iso(text: str | None) -> str | None:
