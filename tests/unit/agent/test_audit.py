@@ -3,8 +3,15 @@ audit hex-encodes, and never loses or repeats a record across restarts and rotat
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from puffin.agent.audit import AuditCollector, parse_record
 from puffin.agent.outbox import Outbox
@@ -201,3 +208,50 @@ def test_lines_that_are_not_audit_records_are_kept_apart(tmp_path):
     assert unparsed["title"] == "Unparsed audit line"
     assert login["audit_types"] == ["USER_LOGIN"]
     assert parse_record("type=EOE msg=audit(1.5:2): ").audit_id == "1.5:2"
+
+
+def as_nobody(work: str, function: Callable[[], Any]) -> Any:
+    """Run `function` in a forked child that dropped root for nobody; return its JSON result."""
+    nobody = pwd.getpwnam("nobody")
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exec, so the interpreter under /root need not be reachable
+        try:
+            os.close(reader)
+            os.chdir(work)
+            os.setgroups([])
+            os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
+            os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
+            result = {"result": function()}
+        except BaseException as error:
+            result = {"error": repr(error)}
+        os.write(writer, json.dumps(result, default=str).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    answer = json.loads(data)
+    assert "error" not in answer, answer["error"]
+    return answer["result"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_an_unprivileged_agent_says_once_that_it_may_not_read_the_log():
+    with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o777)
+        log = Path(work) / "audit.log"
+        _write(log, curl_event())
+        log.chmod(0o600)  # as auditd leaves it: root only
+
+        def collect() -> dict[str, Any]:
+            outbox = Outbox(Path(work) / "nobody.db")
+            collector = AuditCollector(str(log))
+            written = [collector.collect(outbox, now) for now in (0.0, 1.0, 61.0)]
+            return {"written": written, "events": outbox.next_batch().events}
+
+        report = as_nobody(work, collect)
+    assert report["written"] == [1, 0, 0]
+    (notice,) = report["events"]
+    assert notice["title"] == "audit log unreadable"
+    assert "Permission denied" in notice["full_log"]

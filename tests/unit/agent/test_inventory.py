@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,3 +167,53 @@ def test_the_snapshot_file_is_replaced_whole(machine):
     assert [p["name"] for p in saved["inventory"]["packages"]] == ["openssh-server", "curl"]
     leftovers = [p.name for p in machine["state"].iterdir() if p.name.startswith(".inventory-")]
     assert leftovers == []
+
+
+def _as_nobody(work: str, function: Callable[[], Any]) -> Any:
+    """Run `function` in a forked child that dropped root for nobody; return its JSON result."""
+    nobody = pwd.getpwnam("nobody")
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exec, so the interpreter under /root need not be reachable
+        try:
+            os.close(reader)
+            os.chdir(work)
+            os.setgroups([])
+            os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
+            os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
+            result = {"result": function()}
+        except BaseException as error:
+            result = {"error": repr(error)}
+        os.write(writer, json.dumps(result, default=str).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    answer = json.loads(data)
+    assert "error" not in answer, answer["error"]
+    return answer["result"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_an_unprivileged_agent_still_takes_a_snapshot():
+    with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o777)
+        secret = Path(work) / "passwd"
+        secret.write_text(PASSWD)
+        secret.chmod(0o600)  # unreadable for nobody
+
+        def collect() -> list[dict[str, Any]]:
+            outbox = Outbox(Path(work) / "nobody.db")
+            collector = InventoryCollector(Path(work), passwd=secret, interval=60)
+            collector.collect(outbox, 0.0)
+            collector.collect(outbox, 60.0)
+            return outbox.next_batch().events
+
+        events = _as_nobody(work, collect)
+    titles = [e["title"] for e in events]
+    assert titles == ["Inventory", "Inventory incomplete", "Inventory"]
+    inventory = events[0]["inventory"]
+    assert "users" not in inventory
+    assert inventory["processes_total"] > 1
+    assert "PermissionError" in events[1]["sections"]["users"]
