@@ -48,11 +48,24 @@ def run(
         [], "--log", help="A file glob to follow, optionally GLOB::json or GLOB::plain."
     ),
     state_dir: Path = StateDir,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="Local configuration (JSON): logs, fim, rootcheck, inventory, journald, audit, "
+        "commands. It adds to the group configuration the server sends.",
+    ),
     seconds: float = typer.Option(0, help="Stop after this many seconds (0: run until stopped)."),
 ) -> None:
     """Collect and deliver events until stopped."""
+    from puffin.agent.collectors import load_local
+
     try:
-        agent = runner.Agent.open(state_dir, runner.settings_from(log))
+        local = load_local(config)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        typer.echo(f"error: {config}: {error}", err=True)
+        raise typer.Exit(2) from error
+    try:
+        agent = runner.Agent.open(state_dir, runner.settings_from(log, local=local))
     except FileNotFoundError as error:
         typer.echo(f"error: not enrolled; run `puffin agent enroll` first ({error})", err=True)
         raise typer.Exit(1) from error

@@ -15,9 +15,11 @@ from typing import Any
 
 from puffin import __version__
 from puffin.agent import state, transport
+from puffin.agent.collectors import Collectors, merge
 from puffin.agent.files import FileTailer, LogSource
 from puffin.agent.http import Client, Response, TransportError
 from puffin.agent.outbox import Batch, Outbox
+from puffin.agent.response import Responder
 from puffin.protocol.wire import (
     AGENT_HEADER,
     GATEWAY_PREFIX,
@@ -27,6 +29,7 @@ from puffin.protocol.wire import (
     EnrollResponse,
     KeepAlive,
     KeepAliveReply,
+    TaskResult,
 )
 
 logger = logging.getLogger(__name__)
@@ -96,6 +99,8 @@ class AgentSettings:
     """What the agent collects and how often it talks to the server."""
 
     logs: list[LogSource] = field(default_factory=list)
+    local_config: dict[str, Any] = field(default_factory=dict)
+    allowed_actions: set[str] = field(default_factory=lambda: {"block-ip", "unblock-ip"})
     poll_seconds: float = 1.0
     batch_seconds: float = 5.0
     batch_size: int = 500
@@ -113,6 +118,8 @@ class Agent:
     outbox: Outbox
     _backoff: float = 1.0
     _next_send: float = 0.0
+    config_version: int = 0
+    _results: list[TaskResult] = field(default_factory=list)
 
     @classmethod
     def open(cls, state_dir: Path, settings: AgentSettings) -> Agent:
@@ -162,19 +169,37 @@ class Agent:
         return sent
 
     def keepalive(self, http: Client) -> KeepAliveReply | None:
-        """Report health; return the server's reply (configuration, tasks)."""
-        report = KeepAlive(health={**self.outbox.counters(), "version": __version__})
+        """Report health and task results; return the server's reply (configuration, tasks)."""
+        report = KeepAlive(
+            health={**self.outbox.counters(), "version": __version__},
+            config_version=self.config_version,
+            task_results=self._results[:1000],
+        )
         try:
             response = http.post(f"{GATEWAY_PREFIX}/keepalive", json=report.model_dump(mode="json"))
         except TransportError:
             return None
         if response.status_code != 200:
             return None
+        del self._results[: len(report.task_results)]
         return KeepAliveReply.model_validate(response.json())
+
+    def apply(self, reply: KeepAliveReply, collectors: Collectors, responder: Responder) -> None:
+        """Apply new group configuration and run the server's tasks."""
+        if reply.config is not None and reply.config_version != self.config_version:
+            config = merge(reply.config, self.settings.local_config)
+            collectors.configure(config, local=self.settings.local_config)
+            self.settings.logs = _log_sources(config.get("logs")) or self.settings.logs
+            self.config_version = reply.config_version
+        for task in reply.tasks:
+            self._results.append(responder.run(task))
 
     def run(self, stop_after: float | None = None) -> None:
         """Collect and deliver until interrupted (or for `stop_after` seconds)."""
         tailer = FileTailer(self.outbox)
+        collectors = Collectors(self.state_dir)
+        collectors.configure(self.settings.local_config, local=self.settings.local_config)
+        responder = Responder(self.state_dir, allowed=self.settings.allowed_actions)
         started = time.monotonic()
         next_keepalive = 0.0
         with self.http() as http:
@@ -182,9 +207,13 @@ class Agent:
                 while stop_after is None or time.monotonic() - started < stop_after:
                     for source in self.settings.logs:
                         tailer.poll(source)
+                    collectors.collect(self.outbox)
                     now = time.monotonic()
                     if now >= next_keepalive:
-                        self.keepalive(http)
+                        self._results.extend(responder.expire())
+                        reply = self.keepalive(http)
+                        if reply is not None:
+                            self.apply(reply, collectors, responder)
                         next_keepalive = now + self.settings.keepalive_seconds
                     if now >= self._next_send:
                         self._try_deliver(http, now)
@@ -192,6 +221,7 @@ class Agent:
                 self._try_deliver(http, time.monotonic())
             finally:
                 tailer.close()
+                collectors.close()
 
     def _try_deliver(self, http: Client, now: float) -> None:
         try:
@@ -206,10 +236,24 @@ class Agent:
         self._next_send = now + self.settings.batch_seconds
 
 
-def settings_from(logs: list[str], values: dict[str, Any] | None = None) -> AgentSettings:
-    """Build agent settings from `--log GLOB[:FORMAT]` options."""
+def _log_sources(items: Any) -> list[LogSource]:
+    """Read `logs` configuration: strings `GLOB[::FORMAT]` or {"path", "format"} objects."""
     sources = []
-    for item in logs:
-        pattern, _, fmt = item.partition("::")
-        sources.append(LogSource(pattern=pattern, format=fmt or "syslog"))
-    return AgentSettings(logs=sources, **(values or {}))
+    for item in items or []:
+        if isinstance(item, dict):
+            sources.append(
+                LogSource(pattern=str(item["path"]), format=item.get("format", "syslog"))
+            )
+        else:
+            pattern, _, fmt = str(item).partition("::")
+            sources.append(LogSource(pattern=pattern, format=fmt or "syslog"))
+    return sources
+
+
+def settings_from(
+    logs: list[str], values: dict[str, Any] | None = None, *, local: dict[str, Any] | None = None
+) -> AgentSettings:
+    """Build agent settings from `--log GLOB[::FORMAT]` options and the local configuration."""
+    local = dict(local or {})
+    sources = _log_sources(logs) + _log_sources(local.get("logs"))
+    return AgentSettings(logs=sources, local_config=local, **(values or {}))
