@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,8 @@ from puffin.core.metrics import HttpMetrics
 from puffin.core.settings import Settings
 from puffin.core.state import AppState
 from puffin.core.tls import fingerprint_of_file
+from puffin.detection.registry import STATE_KEY as RULE_REGISTRY_KEY
+from puffin.detection.registry import RuleRegistry, rule_registry
 from puffin.ingest.store import EventStore
 from puffin.ingest.writer import GroupCommitWriter
 from puffin.migrations.runner import upgrade_database
@@ -83,7 +86,10 @@ def build_state(settings: Settings) -> AppState:
         secret_key=secret,
         metrics=HttpMetrics(),
         tls_fingerprint=fingerprint,
-        extras={"event_store": EventStore(events_engine)},
+        extras={
+            "event_store": EventStore(events_engine),
+            RULE_REGISTRY_KEY: RuleRegistry(settings.data_dir),
+        },
     )
 
 
@@ -171,6 +177,8 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(state, announce)
+        snapshot = await asyncio.to_thread(rule_registry(state).reload)
+        logger.info("rules: %d loaded, %d problems", len(snapshot.entries), len(snapshot.problems))
         writer = GroupCommitWriter(event_store(state))
         state.extras["event_writer"] = writer
         writer.start()

@@ -16,6 +16,7 @@ from puffin.alert import service as alert_service
 from puffin.alert.schemas import Detection, Level
 from puffin.auth.schemas import Role
 from puffin.core.db import transaction
+from puffin.detection.registry import rule_registry
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.schemas import EnrollmentRequest
 from puffin.ingest.store import NewEvent
@@ -65,6 +66,10 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "/api/v1/events"): None,
     ("GET", "/api/v1/events/histogram"): None,
     ("GET", "/api/v1/events/{event_id}"): None,
+    ("GET", "/api/v1/rules"): None,
+    ("GET", "/api/v1/rules/problems"): None,
+    ("GET", "/api/v1/rules/{rule_id}"): None,
+    ("PUT", "/api/v1/rules/{rule_id}/settings"): {"enabled": True, "staged": False},
     ("POST", "/api/agent/v1/enroll"): AGENT,
     ("POST", "/api/agent/v1/events"): AGENT,
     ("POST", "/api/agent/v1/keepalive"): AGENT,
@@ -75,6 +80,20 @@ ROUTES: dict[tuple[str, str], Any] = {
 }
 
 QUERY = {("GET", "/api/v1/alerts/stream"): {"max_seconds": 0.6}}
+
+# Rules are shared by the whole server; only their switches belong to an organisation. A
+# caller reaches the shared rule (and its own switches), never the other organisation's.
+SHARED = {"/api/v1/rules/{rule_id}", "/api/v1/rules/{rule_id}/settings"}
+RULE_ID = "0d6c3f9e-5a7b-4e2f-9c1d-8b4a2e6f7a10"
+RULE = f"""\
+title: Shared test rule
+id: {RULE_ID}
+level: high
+logsource: {{product: linux, service: sshd}}
+detection:
+  selection: {{program: sshd}}
+  condition: selection
+"""
 
 
 @dataclass
@@ -112,6 +131,14 @@ def _populate(puffin: Any, slug: str) -> Tenant:
         events=[NewEvent(data={"secret": slug}, full_log=f"{slug} event")],
     )
     event_id = state.extras["event_store"].last_id()
+    rules = state.settings.data_dir / "rules" / "shared"
+    rules.mkdir(parents=True, exist_ok=True)
+    (rules / "shared.yml").write_text(RULE)
+    rule_registry(state).reload()
+    switched = admin.put(
+        f"/api/v1/rules/{RULE_ID}/settings", json={"enabled": False, "staged": True}
+    )
+    assert switched.status_code == 200
     ids = {
         "organisation_id": str(organisation_id),
         "user_id": str(member.user_id),
@@ -122,6 +149,7 @@ def _populate(puffin: Any, slug: str) -> Tenant:
         "alert_id": str(alert.id),
         "task_id": task["id"],
         "event_id": str(event_id),
+        "rule_id": RULE_ID,
     }
     return Tenant(ids=ids, admin=admin)
 
@@ -138,6 +166,7 @@ def _snapshot(tenant: Tenant) -> dict[str, Any]:
         "tasks": admin.get(f"/api/v1/agents/{tenant.ids['agent_id']}/tasks").json(),
         "alert": admin.get(f"/api/v1/alerts/{tenant.ids['alert_id']}").json(),
         "events": admin.get("/api/v1/events").json(),
+        "rule": admin.get(f"/api/v1/rules/{tenant.ids['rule_id']}").json(),
     }
 
 
@@ -178,7 +207,7 @@ def test_every_route_is_in_the_walkers_table(puffin):
 def test_an_admin_of_one_organisation_cannot_reach_another_organisations_objects(puffin, tenants):
     alpha, bravo = tenants
     before = _snapshot(bravo)
-    secrets = {v for k, v in bravo.ids.items() if k not in {"username", "event_id"}}
+    secrets = {v for k, v in bravo.ids.items() if k not in {"username", "event_id", "rule_id"}}
     secrets |= {"bravo event", "bravo alert", "bravo-host"}
     for method, path in _routes(puffin):
         body = ROUTES[(method, path)]
@@ -188,7 +217,7 @@ def test_an_admin_of_one_organisation_cannot_reach_another_organisations_objects
         response = alpha.admin.request(
             method, url, json=_body(body, bravo.ids), params=QUERY.get((method, path))
         )
-        if "{" in path:
+        if "{" in path and path not in SHARED:
             assert response.status_code in (403, 404), (method, path, response.status_code)
         else:
             assert response.status_code < 500, (method, path, response.text)

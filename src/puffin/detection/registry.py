@@ -1,0 +1,491 @@
+"""The server's rule registry: every rule pack loaded into one immutable snapshot.
+
+Packs are the built-in pack and each folder under `<data_dir>/rules/<pack>/`. A reload
+builds a whole new snapshot (compiled rule set, catalogue, problems) and swaps it in with
+one assignment, so readers never see half a reload. A rule id seen twice keeps its first
+copy; the second is reported as a problem naming both files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from puffin.core.state import AppState
+from puffin.detection.engine.compiler import CompiledRule
+from puffin.detection.engine.correlation import CompiledCorrelation
+from puffin.detection.engine.ruleset import RuleSet
+from puffin.detection.loader import (
+    RULE_SUFFIXES,
+    RuleCache,
+    RuleFile,
+    RuleProblem,
+    compile_correlations,
+    load_rules,
+)
+
+BUILTIN_PACK = "builtin"
+PACKS_FOLDER = "rules"
+CACHE_FILE = ("cache", "rules.sqlite")
+STATE_KEY = "rule_registry"
+TEST_SUFFIXES = (".tests.yml", ".tests.yaml")
+SKIPPED_FOLDERS = frozenset({"regression_data"})
+PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_RULE_FILE_BYTES = 5 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """What the catalogue shows of one rule: a detection rule or a correlation."""
+
+    id: str
+    title: str
+    level: str
+    status: str
+    kind: str
+    pack: str
+    path: str
+    file: str
+    line: int
+    tags: tuple[str, ...] = ()
+    product: str = ""
+    category: str = ""
+    service: str = ""
+    description: str = ""
+    falsepositives: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def logsource(self) -> str:
+        """Return the logsource as `product / category / service` (parts present only)."""
+        return " / ".join(p for p in (self.product, self.category, self.service) if p)
+
+
+@dataclass(frozen=True)
+class PackProblem:
+    """A rule of a pack that did not load (or was ignored), with its place and reason."""
+
+    pack: str
+    path: str
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Where a pack lives and what it holds."""
+
+    name: str
+    root: Path
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class RuleSetSnapshot:
+    """One consistent view of every loaded rule; never changed after it is built."""
+
+    ruleset: RuleSet
+    correlations: tuple[CompiledCorrelation, ...]
+    entries: Mapping[str, RuleEntry]
+    problems: tuple[PackProblem, ...]
+    packs: tuple[str, ...]
+    loaded_at: datetime
+
+    def pack_of(self, rule_id: str) -> str | None:
+        """Return the pack a rule came from, or None for an unknown id."""
+        entry = self.entries.get(rule_id)
+        return entry.pack if entry else None
+
+    @classmethod
+    def empty(cls) -> RuleSetSnapshot:
+        """Return the snapshot of a registry that has not loaded yet."""
+        return cls(RuleSet([]), (), {}, (), (), datetime.fromtimestamp(0, UTC))
+
+
+class RuleRegistry:
+    """Loads the rule packs of one server and holds the current snapshot."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        extra_paths: Sequence[Path] = (),
+        placeholders: Mapping[str, Sequence[str]] | None = None,
+        include_builtin: bool = True,
+    ) -> None:
+        self.data_dir = data_dir
+        self.extra_paths = tuple(extra_paths)
+        self.placeholders = dict(placeholders or {})
+        self.include_builtin = include_builtin
+        self.current = RuleSetSnapshot.empty()
+        self._lock = threading.Lock()
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def packs_dir(self) -> Path:
+        """Return the folder that holds imported packs."""
+        return self.data_dir / PACKS_FOLDER
+
+    def packs(self) -> list[Pack]:
+        """Return the packs in load order: built-in, imported by name, extra paths."""
+        found: list[Pack] = []
+        builtin = builtin_pack_path() if self.include_builtin else None
+        if builtin is not None:
+            found.append(Pack(BUILTIN_PACK, builtin, tuple(pack_files(builtin))))
+        if self.packs_dir.is_dir():
+            for folder in sorted(self.packs_dir.iterdir()):
+                if folder.is_dir() and not folder.name.startswith("."):
+                    found.append(Pack(folder.name, folder, tuple(pack_files(folder))))
+        for path in self.extra_paths:
+            found.append(Pack(path.stem, path, tuple(pack_files(path))))
+        return found
+
+    def reload(self, progress: Progress | None = None) -> RuleSetSnapshot:
+        """Load every pack again and swap the new snapshot in; return it."""
+        with self._lock:
+            packs = self.packs()
+            cache = RuleCache(self.data_dir.joinpath(*CACHE_FILE))
+            try:
+                snapshot = build_snapshot(packs, cache, self.placeholders, progress)
+            finally:
+                cache.close()
+            self._fingerprint = _fingerprint(packs)
+            self.current = snapshot
+            return snapshot
+
+    def needs_reload(self) -> bool:
+        """Return whether any pack's files changed since the last reload (cheap: stats)."""
+        return _fingerprint(self.packs()) != self._fingerprint
+
+
+def rule_registry(state: AppState) -> RuleRegistry:
+    """Return the application's rule registry."""
+    registry: RuleRegistry = state.extras[STATE_KEY]
+    return registry
+
+
+def builtin_pack_path() -> Path | None:
+    """Return the folder of Puffin's built-in pack, or None when it is not installed."""
+    try:
+        module: Any = importlib.import_module("puffin.detection.rules")
+        path = Path(module.builtin_pack_path())
+    except (ImportError, AttributeError):
+        return None
+    return path if path.exists() else None
+
+
+def pack_files(root: Path, *, with_tests: bool = False) -> list[Path]:
+    """Return the rule files of a pack: YAML files, without hidden folders (and tests)."""
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.suffix in RULE_SUFFIXES
+        and not is_skipped(path.relative_to(root).as_posix(), with_tests=with_tests)
+        and path.is_file()
+    )
+
+
+def is_skipped(relative: str, *, with_tests: bool = False) -> bool:
+    """Return whether a path inside a pack holds no rule (hidden, regression data, tests)."""
+    parts = PurePosixPath(relative).parts
+    if not parts or any(p.startswith(".") or p in SKIPPED_FOLDERS for p in parts[:-1]):
+        return True
+    name = parts[-1]
+    return name.startswith(".") or (not with_tests and name.endswith(TEST_SUFFIXES))
+
+
+def build_snapshot(
+    packs: Sequence[Pack],
+    cache: RuleCache | None,
+    placeholders: Mapping[str, Sequence[str]],
+    progress: Progress | None = None,
+) -> RuleSetSnapshot:
+    """Load the packs' files one by one and build a snapshot; first copy of an id wins."""
+    total = sum(len(pack.files) for pack in packs)
+    collector = _Collector()
+    done = 0
+    for pack in packs:
+        for path in pack.files:
+            collector.add_file(pack, path, cache, placeholders)
+            done += 1
+            if progress:
+                progress(done, total)
+    return RuleSetSnapshot(
+        ruleset=RuleSet(collector.rules),
+        correlations=tuple(collector.correlations),
+        entries=dict(collector.entries),
+        problems=tuple(collector.problems),
+        packs=tuple(pack.name for pack in packs),
+        loaded_at=datetime.now(UTC),
+    )
+
+
+@dataclass
+class _Collector:
+    """What a reload gathers, file after file."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+    entries: dict[str, RuleEntry] = field(default_factory=dict)
+    problems: list[PackProblem] = field(default_factory=list)
+
+    def add_file(
+        self,
+        pack: Pack,
+        path: Path,
+        cache: RuleCache | None,
+        placeholders: Mapping[str, Sequence[str]],
+    ) -> None:
+        file = _relative(pack, path)
+        try:
+            loaded = load_rules([path], placeholders=placeholders, cache=cache)
+        except (OSError, ValueError) as error:
+            self.problems.append(PackProblem(pack.name, str(path), file, 1, str(error)))
+            return
+        self._note(pack, file, loaded.problems)
+        text = path.read_text("utf-8", errors="replace") if len(loaded.rules) > 1 else ""
+        for rule in loaded.rules:
+            if self._keep(_entry_of(rule, pack, file, _line_of(text, rule.id) or rule.line)):
+                self.rules.append(rule)
+        for rule_file in loaded.correlations:
+            self._add_correlations(pack, file, rule_file)
+
+    def _add_correlations(self, pack: Pack, file: str, rule_file: RuleFile) -> None:
+        compiled, problems = compile_correlations([rule_file])
+        self._note(pack, file, problems)
+        metadata = _correlation_metadata(rule_file.text)
+        for correlation in compiled:
+            entry = _correlation_entry(correlation, metadata, pack, rule_file, file)
+            if self._keep(entry):
+                self.correlations.append(correlation)
+
+    def _note(self, pack: Pack, file: str, problems: Iterable[RuleProblem]) -> None:
+        reasons: set[str] = set()
+        for problem in problems:
+            # pySigma may report one mistake twice (parsing, then compiling): keep it once.
+            if problem.reason not in reasons:
+                reasons.add(problem.reason)
+                self.problems.append(
+                    PackProblem(pack.name, problem.path, file, problem.line, problem.reason)
+                )
+
+    def _keep(self, entry: RuleEntry) -> bool:
+        first = self.entries.get(entry.id)
+        if first is None:
+            self.entries[entry.id] = entry
+            return True
+        reason = (
+            f"duplicate rule id {entry.id}: this copy is ignored; the one kept is "
+            f"{first.file}:{first.line} in pack {first.pack}"
+        )
+        self.problems.append(PackProblem(entry.pack, entry.path, entry.file, entry.line, reason))
+        return False
+
+
+def _relative(pack: Pack, path: Path) -> str:
+    if pack.root.is_file():
+        return path.name
+    try:
+        return path.relative_to(pack.root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _line_of(text: str, needle: str) -> int:
+    """Return the first line holding the text (a rule's id places it in a multi-rule file)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number
+    return 0
+
+
+def _entry_of(rule: CompiledRule, pack: Pack, file: str, line: int) -> RuleEntry:
+    return RuleEntry(
+        id=rule.id,
+        title=rule.title,
+        level=rule.level,
+        status=rule.status,
+        kind="detection",
+        pack=pack.name,
+        path=rule.path,
+        file=file,
+        line=line,
+        tags=rule.tags,
+        product=rule.product,
+        category=rule.category,
+        service=rule.service,
+        description=rule.description,
+        falsepositives=rule.falsepositives,
+        warnings=rule.warnings,
+    )
+
+
+def _correlation_metadata(text: str) -> dict[str, dict[str, Any]]:
+    """Return the correlation documents of a file by id (the loader reported YAML errors)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return {}
+    return {str(d["id"]): d for d in documents if "correlation" in d and d.get("id")}
+
+
+def _correlation_entry(
+    correlation: CompiledCorrelation,
+    metadata: Mapping[str, Mapping[str, Any]],
+    pack: Pack,
+    rule_file: RuleFile,
+    file: str,
+) -> RuleEntry:
+    document = metadata.get(correlation.id, {})
+    line = _line_of(rule_file.text, correlation.id) or 1
+    return RuleEntry(
+        id=correlation.id,
+        title=correlation.title,
+        level=correlation.level,
+        status=str(document.get("status") or ""),
+        kind="correlation",
+        pack=pack.name,
+        path=rule_file.path,
+        file=file,
+        line=line,
+        tags=tuple(correlation.tags),
+        description=str(document.get("description") or ""),
+        falsepositives=tuple(str(f) for f in document.get("falsepositives") or ()),
+    )
+
+
+def _fingerprint(packs: Sequence[Pack]) -> tuple[tuple[str, int, int], ...]:
+    marks: list[tuple[str, int, int]] = []
+    for pack in packs:
+        for path in pack.files:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            marks.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(marks)
+
+
+def read_source(entry: RuleEntry, limit: int = 256 * 1024) -> str:
+    """Return the YAML text of the file a rule came from (at most `limit` characters)."""
+    try:
+        with open(entry.path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(limit)
+    except OSError as error:
+        return f"# the rule file cannot be read: {error.strerror or error}"
+
+
+# --- installing a pack ------------------------------------------------------------------
+
+
+class PackError(ValueError):
+    """A pack cannot be installed from this source; the message says why."""
+
+
+def pack_name(text: str) -> str:
+    """Return a valid pack name made from a file or folder name."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:64]
+    return name or "rules"
+
+
+def check_pack_name(name: str) -> None:
+    """Refuse names that are not a plain folder name, and the built-in pack's name."""
+    if not PACK_NAME.match(name) or name == BUILTIN_PACK:
+        raise PackError(
+            f"pack name {name!r} is not allowed: use lower-case letters, digits, '.', '_' "
+            f"and '-' (at most 64), and not {BUILTIN_PACK!r}"
+        )
+
+
+def stage_pack(*, data_dir: Path, name: str, source: Path) -> Path:
+    """Copy a pack's rule files (from a folder, a zip or one file) into a hidden folder."""
+    check_pack_name(name)
+    packs_dir = data_dir / PACKS_FOLDER
+    packs_dir.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".incoming-{name}-", dir=packs_dir))
+    staged.chmod(0o755)  # rules are not secret; mkdtemp's 0700 would hide them from the server
+    try:
+        if source.is_dir():
+            _copy_folder(source, staged)
+        elif zipfile.is_zipfile(source):
+            _extract_zip(source, staged)
+        elif source.is_file() and source.suffix in RULE_SUFFIXES:
+            shutil.copyfile(source, staged / source.name)
+        else:
+            raise PackError(f"{source} is not a folder, a zip archive or a .yml rule file")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def commit_pack(*, data_dir: Path, name: str, staged: Path) -> Path:
+    """Put a staged pack in place of the pack of this name; return its folder."""
+    check_pack_name(name)
+    final = data_dir / PACKS_FOLDER / name
+    previous = None
+    if final.exists():
+        previous = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=final.parent))
+        final.rename(previous / name)
+    staged.rename(final)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+    return final
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    for path in pack_files(source, with_tests=True):
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+
+
+def _extract_zip(source: Path, target: Path) -> None:
+    total = 0
+    with zipfile.ZipFile(source) as archive:
+        for info in archive.infolist():
+            relative = _safe_member(info.filename)
+            if info.is_dir() or relative is None or not relative.endswith(RULE_SUFFIXES):
+                continue
+            if is_skipped(relative, with_tests=True):
+                continue
+            with archive.open(info) as member:
+                data = member.read(MAX_RULE_FILE_BYTES + 1)
+            if len(data) > MAX_RULE_FILE_BYTES:
+                raise PackError(f"{info.filename} in {source} is larger than a rule file can be")
+            total += len(data)
+            if total > MAX_ARCHIVE_BYTES:
+                raise PackError(f"{source} unpacks to more than {MAX_ARCHIVE_BYTES} bytes")
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(data)
+
+
+def _safe_member(name: str) -> str | None:
+    """Return a zip member's name as a relative path, or None if it would leave the folder."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or ":" in name:
+        return None
+    return path.as_posix()
