@@ -3,11 +3,16 @@ that lift themselves (after a restart too) and killing a real process, never any
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -201,3 +206,83 @@ def test_a_process_ignoring_sigterm_gets_sigkill(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _in_private_network(function: Callable[[], Any]) -> Any:
+    """Run `function` in a forked child inside a new network namespace; return its result.
+
+    The host's firewall is never touched: the namespace and its nft table vanish with it.
+    """
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(reader)
+            if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+            result = {"result": function()}
+        except BaseException as error:
+            result = {"error": repr(error)}
+        os.write(writer, json.dumps(result, default=str).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    answer = json.loads(data)
+    assert "error" not in answer, answer["error"]
+    return answer["result"]
+
+
+def _reachable(source: str, server: socket.socket) -> bool:
+    with socket.socket() as client:
+        client.bind((source, 0))
+        client.settimeout(1.5)
+        try:
+            client.connect(server.getsockname())
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"),
+    reason="needs root, nft and ip (runs in a private network namespace)",
+)
+def test_a_real_nft_block_drops_the_address_until_unblocked(tmp_path):
+    def scenario() -> dict[str, Any]:
+        for command in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "addr", "add", "203.0.113.7/32", "dev", "lo"],
+            ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
+        ):
+            subprocess.run(command, check=True, timeout=10)
+        responder = Responder(tmp_path, allowed=ALL, firewall="nft")
+        with socket.socket() as server:
+            server.bind(("198.51.100.1", 0))
+            server.listen(16)
+            before = _reachable("203.0.113.7", server)
+            blocked = responder.run(_task("block-ip", ip="203.0.113.7", timeout=600))
+            listed = subprocess.run(
+                ["nft", "list", "set", "inet", "puffin", "blocked4"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            during = _reachable("203.0.113.7", server)
+            unblocked = responder.run(_task("unblock-ip", ip="203.0.113.7"))
+            after = _reachable("203.0.113.7", server)
+        return {
+            "reachable": [before, during, after],
+            "ok": [blocked.ok, unblocked.ok],
+            "errors": [blocked.result.get("error"), unblocked.result.get("error")],
+            "listed": listed,
+        }
+
+    report = _in_private_network(scenario)
+    assert report["ok"] == [True, True], report["errors"]
+    assert report["reachable"] == [True, False, True]
+    assert "203.0.113.7 timeout 10m" in report["listed"]
