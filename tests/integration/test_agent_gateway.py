@@ -239,3 +239,24 @@ def test_windows_events_are_flattened_at_ingest(server):
     broken = server.post("/api/agent/v1/events", **_batch([{"Event": {"EventData": {}}}], 2, agent))
     assert broken.status_code == 422
     assert "System" in broken.json()["detail"]
+
+
+def test_text_lines_from_log_files_are_decoded_at_ingest(server):
+    agent = _enroll(server)
+    line = (
+        "Nov 22 10:14:01 web1 sshd[811]: Failed password for root from 203.0.113.5 port 50122 ssh2"
+    )
+    events = [
+        {"module": "logcollector", "location": "/var/log/auth.log", "full_log": line},
+        {"module": "logcollector", "location": "/var/log/app.json", "full_log": '{"a": 1}', "a": 1},
+    ]
+    ack = server.post("/api/agent/v1/events", **_batch(events, 1, agent))
+    assert ack.json()["stored"] == 2
+    stored = server.get("/api/v1/events", headers=server.admin_headers).json()["items"]
+    decoded = next(e for e in stored if e["location"] == "/var/log/auth.log")["data"]
+    assert decoded["decoder"] == "sshd"
+    assert decoded["src_ip"] == "203.0.113.5"
+    assert decoded["user"] == "root"
+    assert decoded["module"] == "logcollector"
+    as_json = next(e for e in stored if e["location"] == "/var/log/app.json")["data"]
+    assert "decoder" not in as_json

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -23,6 +24,7 @@ from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import AgentIdentity, auth_cache
 from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
 from puffin.ingest.batches import decompress, parse_json, to_new_events
+from puffin.ingest.decoders import Decoders
 from puffin.ingest.store import PendingBatch
 from puffin.ingest.writer import GroupCommitWriter
 from puffin.protocol.wire import BatchAck, KeepAlive
@@ -101,7 +103,7 @@ async def deliver_events(
     """Store a gzip-compressed JSON batch `{"events": [...]}`; acknowledge once committed."""
     body = await request.body()
     encoding = request.headers.get("content-encoding")
-    events = await asyncio.to_thread(_read_batch, body, encoding)
+    events = await asyncio.to_thread(_read_batch, body, encoding, _decoders(state).decode)
     batch = PendingBatch(
         organisation_id=agent.organisation_id,
         source_id=agent.agent_id,
@@ -112,11 +114,19 @@ async def deliver_events(
     return BatchAck(sequence=x_puffin_sequence, stored=result.stored, duplicate=result.duplicate)
 
 
-def _read_batch(body: bytes, encoding: str | None) -> list[Any]:
+def _decoders(state: AppState) -> Decoders:
+    """Return the app's text-log decoders (built on first use, then shared)."""
+    decoders: Decoders = state.extras.setdefault("decoders", Decoders())
+    return decoders
+
+
+def _read_batch(
+    body: bytes, encoding: str | None, decode: Callable[[str], dict[str, Any]]
+) -> list[Any]:
     document = parse_json(decompress(body, encoding))
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise InvalidInput('the batch must be a JSON object {"events": [...]}')
-    return to_new_events(document["events"])
+    return to_new_events(document["events"], decode=decode)
 
 
 @router.post("/keepalive", response_model=KeepAliveReply)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,8 +91,30 @@ def _windows_event(raw: dict[str, Any], index: int) -> dict[str, Any]:
     return flat
 
 
-def to_new_events(raw_events: list[Any]) -> list[NewEvent]:
-    """Validate each event mapping and wrap it for the store; refuse the batch on any fault."""
+DECODED_MODULES = frozenset({"logcollector", "journald"})
+
+
+def _decoded(raw: dict[str, Any], decode: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """Add the decoder's fields to a text-log event; what the agent sent wins."""
+    full_log = raw.get("full_log")
+    if (
+        raw.get("module") not in DECODED_MODULES
+        or "decoder" in raw
+        or not isinstance(full_log, str)
+        or full_log.lstrip().startswith("{")
+    ):
+        return raw
+    return {**decode(full_log), **raw}
+
+
+def to_new_events(
+    raw_events: list[Any], *, decode: Callable[[str], dict[str, Any]] | None = None
+) -> list[NewEvent]:
+    """Validate each event mapping and wrap it for the store; refuse the batch on any fault.
+
+    With `decode`, text lines from log files and journald get their decoded fields
+    (program, user, src_ip, …) so detection and searches can use them.
+    """
     if len(raw_events) > MAX_EVENTS_PER_BATCH:
         raise PayloadTooLarge(f"a batch holds at most {MAX_EVENTS_PER_BATCH} events")
     events = []
@@ -100,6 +123,8 @@ def to_new_events(raw_events: list[Any]) -> list[NewEvent]:
             raise InvalidInput(f"events[{index}] must be a JSON object")
         if isinstance(raw.get("Event"), dict):
             raw = _windows_event(raw, index)
+        elif decode is not None:
+            raw = _decoded(raw, decode)
         full_log = raw.get("full_log", "")
         if isinstance(full_log, str) and len(full_log) > MAX_EVENT_BYTES:
             raise PayloadTooLarge(f"events[{index}].full_log is longer than {MAX_EVENT_BYTES}")

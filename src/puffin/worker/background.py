@@ -104,7 +104,7 @@ def _decoder() -> Callable[[str], dict[str, Any]]:
         module = importlib.import_module("puffin.ingest.decoders")
     except ImportError:
         return plain_decode
-    decode: Callable[[str], dict[str, Any]] = module.decode_line
+    decode: Callable[[str], dict[str, Any]] = module.Decoders().decode
     return decode
 
 
