@@ -286,3 +286,36 @@ def test_a_real_nft_block_drops_the_address_until_unblocked(tmp_path):
     assert report["ok"] == [True, True], report["errors"]
     assert report["reachable"] == [True, False, True]
     assert "203.0.113.7 timeout 10m" in report["listed"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("iptables") or not shutil.which("ip"),
+    reason="needs root, iptables and ip (runs in a private network namespace)",
+)
+def test_a_real_iptables_block_is_lifted_by_expire(tmp_path):
+    def scenario() -> dict[str, Any]:
+        for command in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "addr", "add", "203.0.113.9/32", "dev", "lo"],
+            ["ip", "addr", "add", "198.51.100.1/32", "dev", "lo"],
+        ):
+            subprocess.run(command, check=True, timeout=10)
+        responder = Responder(tmp_path, allowed=ALL, firewall="iptables")
+        with socket.socket() as server:
+            server.bind(("198.51.100.1", 0))
+            server.listen(16)
+            blocked = responder.run(_task("block-ip", ip="203.0.113.9", timeout=30))
+            during = _reachable("203.0.113.9", server)
+            lifted = Responder(tmp_path, allowed=ALL, firewall="iptables").expire(time.time() + 31)
+            after = _reachable("203.0.113.9", server)
+        return {
+            "ok": blocked.ok,
+            "error": blocked.result.get("error"),
+            "lifted": [result.ok for result in lifted],
+            "reachable": [during, after],
+        }
+
+    report = _in_private_network(scenario)
+    assert report["ok"], report["error"]
+    assert report["lifted"] == [True]
+    assert report["reachable"] == [False, True]
