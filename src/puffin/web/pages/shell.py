@@ -23,7 +23,6 @@ from puffin.web.render import NAVIGATION, render
 router = console_router()
 
 _COMING = {
-    "rules": "Browse, test and switch the Sigma rules that run on your events.",
     "cases": "Work incidents with observables, tasks and templates.",
     "analyzers": "Run Cortex-compatible analyzers and responders on observables.",
     "intel": "Sync indicators from MISP and look them up in your events.",
