@@ -1,0 +1,264 @@
+"""Run the fixer on one event: fetch, skip or classify, plan, apply, and report the run.
+
+A run that cannot fetch the event raises (`EventNotFound`, `MispError`): nothing was
+changed and the caller answers accordingly. Once changes start, a MISP failure stops the
+run and the report says what was applied and that it is partial; running again plans
+only what is still missing, because the plan is computed from the event as MISP holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from puffin.core.clock import utcnow
+from puffin.intel.misp_fixer import plan as planner
+from puffin.intel.misp_fixer.misp import MispError, MispGateway
+from puffin.intel.misp_fixer.plan import Change, Decision, EventSnapshot, Plan, VerdictLike
+from puffin.intel.misp_fixer.settings import FixerSettings
+
+
+class ClassificationLike(Protocol):
+    """What the fixer reads from a classification."""
+
+    @property
+    def verdicts(self) -> Mapping[tuple[str, str], VerdictLike]: ...
+
+    @property
+    def lookups(self) -> int: ...
+
+    @property
+    def not_looked_up(self) -> int: ...
+
+    @property
+    def errors(self) -> list[str]: ...
+
+
+class ClassifierLike(Protocol):
+    """The false-positive classifier the fixer asks."""
+
+    def classify(
+        self, items: Sequence[tuple[str, str]], *, remote_limit: int
+    ) -> ClassificationLike: ...
+
+
+@dataclass
+class RunReport:
+    """What one run saw, decided and changed; the record of the run."""
+
+    event_id: str
+    event_uuid: str = ""
+    event_info: str = ""
+    dry_run: bool = False
+    skipped_reason: str | None = None
+    attributes: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+    planned: list[Change] = field(default_factory=list)
+    applied: list[Change] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lookups: int = 0
+    not_looked_up: int = 0
+    misp_write_calls: int = 0
+    partial: bool = False
+    started_at: datetime = field(default_factory=utcnow)
+    duration_seconds: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        """One word for lists: skipped, partial, planned, fixed or unchanged."""
+        if self.skipped_reason:
+            return "skipped"
+        if self.partial:
+            return "partial"
+        if self.dry_run:
+            return "planned"
+        return "fixed" if self.applied else "unchanged"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["outcome"] = self.outcome
+        return data
+
+
+class Fixer:
+    """Fixes MISP events with one gateway, one classifier and one set of settings."""
+
+    def __init__(
+        self,
+        *,
+        settings: FixerSettings,
+        gateway: MispGateway,
+        classifier: ClassifierLike,
+        clock: Callable[[], datetime] = utcnow,
+        setup_errors: Sequence[str] = (),
+        on_close: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self.settings, self.gateway, self.classifier = settings, gateway, classifier
+        self.setup_errors = list(setup_errors)
+        self._clock = clock
+        self._on_close = list(on_close)
+        # One run at a time: PyMISP's HTTP session is not meant to be shared by threads.
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release what the fixer holds (the OpenTIP client and its cache)."""
+        for close in self._on_close:
+            close()
+
+    def run(self, *, event_id: str, dry_run: bool = False) -> RunReport:
+        """Fix one event (or only plan it with `dry_run`) and return the report."""
+        with self._lock:
+            return self._run(event_id=event_id, dry_run=dry_run)
+
+    def _run(self, *, event_id: str, dry_run: bool) -> RunReport:
+        started, began = self._clock(), time.monotonic()
+        calls_before = self.gateway.write_calls
+        snapshot = self.gateway.fetch_event(event_id)
+        report = RunReport(
+            event_id=snapshot.id,
+            event_uuid=snapshot.uuid,
+            event_info=snapshot.info,
+            dry_run=dry_run,
+            attributes=len(snapshot.attributes),
+            started_at=started,
+        )
+        report.errors.extend(self.setup_errors)
+        report.skipped_reason = planner.skip_reason(snapshot, self.settings)
+        if report.skipped_reason is None:
+            self._fix(snapshot, report, now=started)
+        report.misp_write_calls = self.gateway.write_calls - calls_before
+        report.duration_seconds = round(time.monotonic() - began, 3)
+        return report
+
+    def _fix(self, snapshot: EventSnapshot, report: RunReport, *, now: datetime) -> None:
+        """Classify, plan and (unless dry-run) apply."""
+        items = planner.candidates(snapshot, settings=self.settings, now=now)
+        classification = self.classifier.classify(items, remote_limit=self.settings.max_attributes)
+        report.lookups = classification.lookups
+        report.not_looked_up = classification.not_looked_up
+        report.errors.extend(classification.errors)
+        try:
+            plan = self._plan(snapshot, classification.verdicts, now=now)
+        except MispError as error:
+            report.errors.append(error.detail)
+            report.partial = True
+            return
+        report.decisions = list(plan.decisions)
+        report.planned = plan.changes()
+        if not report.dry_run and not plan.is_empty:
+            self._apply(plan, report, now=now)
+
+    def _plan(
+        self,
+        snapshot: EventSnapshot,
+        verdicts: Mapping[tuple[str, str], VerdictLike],
+        *,
+        now: datetime,
+    ) -> Plan:
+        excluded = (
+            self.gateway.correlation_exclusion_values()
+            if self.settings.add_correlation_exclusions
+            else frozenset()
+        )
+        return planner.build_plan(
+            snapshot,
+            verdicts=verdicts,
+            settings=self.settings,
+            now=now,
+            existing_exclusions=excluded,
+        )
+
+    def _apply(self, plan: Plan, report: RunReport, *, now: datetime) -> None:
+        """Apply the plan step by step; on a MISP failure stop and mark the run partial."""
+        try:
+            self._edit_attributes(plan, report, now=now)
+            self._add_sightings(plan, report)
+            for tag in plan.event_tags:
+                self.gateway.tag(uuid=plan.event_uuid, tag=tag)
+                report.applied.append(Change("event_tag", plan.event_uuid, tag))
+            self._exclude_from_correlation(plan, report)
+        except MispError as error:
+            report.errors.append(error.detail)
+            report.partial = True
+
+    def _edit_attributes(self, plan: Plan, report: RunReport, *, now: datetime) -> None:
+        objects = self.gateway.fetch_objects(plan.event_id) if plan.touches_objects else {}
+        for page in planner.edit_pages(
+            plan, objects=objects, now=now, page_size=self.settings.page_size
+        ):
+            self.gateway.edit_event(event_id=plan.event_id, body=page.body)
+            report.applied.extend(page.changes)
+
+    def _add_sightings(self, plan: Plan, report: RunReport) -> None:
+        for batch in planner.sighting_batches(plan, size=self.settings.page_size):
+            self.gateway.add_false_positive_sightings(
+                attribute_ids=[str(attribute["id"]) for attribute in batch],
+                source=self.settings.sighting_source,
+            )
+            report.applied.extend(planner.sighting_changes(batch))
+
+    def _exclude_from_correlation(self, plan: Plan, report: RunReport) -> None:
+        for value in plan.correlation_exclusions:
+            self.gateway.add_correlation_exclusion(
+                value=value, comment=f"false positive in event {plan.event_uuid} (Puffin)"
+            )
+            report.applied.append(Change("correlation_exclusion", value, "added"))
+
+
+def build_classifier(
+    settings: FixerSettings, *, data_dir: Path
+) -> tuple[ClassifierLike, list[str], list[Callable[[], None]]]:
+    """Return the classifier the settings describe, its load problems and its closers.
+
+    The warninglist index is built here, once, because it takes a while; OpenTIP is only
+    asked when an API key is configured.
+    """
+    from puffin.intel.misp_fixer.classify import Classifier
+    from puffin.intel.misp_fixer.opentip import BenignPolicy, OpenTipClient
+    from puffin.intel.misp_fixer.warninglists import WarninglistIndex
+
+    index = None
+    if settings.warninglists_include:
+        extra: dict[str, Any] = {}
+        if settings.warninglists_exclude is not None:
+            extra["exclude"] = settings.warninglists_exclude
+        index = WarninglistIndex.load(
+            settings.warninglists_path, include=settings.warninglists_include, **extra
+        )
+    opentip = None
+    if settings.opentip_api_key is not None:
+        opentip = OpenTipClient(
+            api_key=settings.opentip_api_key.get_secret_value(),
+            cache_path=settings.opentip_cache_file or data_dir / "misp-fixer" / "opentip.db",
+            base_url=settings.opentip_url,
+            concurrency=settings.opentip_concurrency,
+            cache_ttl=timedelta(hours=settings.opentip_cache_ttl_hours),
+            policy=BenignPolicy(zones=frozenset(settings.opentip_benign_zones)),
+        )
+    classifier = Classifier(
+        common_false_positives=settings.common_false_positives,
+        warninglists=index,
+        opentip=opentip,
+    )
+    problems = [f"warninglists: {error}" for error in (index.errors if index else ())]
+    return classifier, problems, [opentip.close] if opentip is not None else []
+
+
+def build_fixer(settings: FixerSettings, *, data_dir: Path) -> Fixer:
+    """Return a fixer wired from settings: a MISP gateway and the configured classifier."""
+    gateway = MispGateway.from_settings(settings)
+    classifier, problems, closers = build_classifier(settings, data_dir=data_dir)
+    return Fixer(
+        settings=settings,
+        gateway=gateway,
+        classifier=classifier,
+        setup_errors=problems,
+        on_close=closers,
+    )

@@ -1,0 +1,105 @@
+"""`puffin misp-fixer run` and `token` against the fake MISP."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jwt
+from tests.fakes.misp import FakeMisp
+from typer.testing import CliRunner, Result
+
+from puffin.cli.main import build_app
+from puffin.intel.misp_fixer import tokens
+from puffin.intel.misp_fixer.settings import FixerSettings
+
+runner = CliRunner()
+
+
+def puffin(*args: str, env: dict[str, str] | None = None) -> Result:
+    return runner.invoke(build_app(list(args)), list(args), env=env)
+
+
+def config_for(misp: FakeMisp, tmp_path: Path, *, warninglists: bool = False) -> Path:
+    path = tmp_path / "puffin.toml"
+    lines = ["[misp_fixer]", f'misp_url = "{misp.url}"', f'misp_key = "{misp.key}"']
+    if not warninglists:
+        lines.append("warninglists_include = []")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def one_event(misp: FakeMisp) -> str:
+    attributes = [
+        {"type": "ip-dst", "value": "8.8.8.8", "to_ids": True},
+        {"type": "ip-dst", "value": "1.1.1.1", "to_ids": True},
+        {"type": "comment", "value": "seen in a phishing wave"},
+    ]
+    return misp.add_event({"Event": {"info": "From the CLI", "Attribute": attributes}})
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(misp: FakeMisp, tmp_path: Path) -> None:
+    event_id = one_event(misp)
+    config = config_for(misp, tmp_path)
+
+    result = puffin("misp-fixer", "run", "--event", event_id, "--dry-run", "-c", str(config))
+
+    assert result.exit_code == 0, result.output
+    assert "From the CLI" in result.output
+    assert "8.8.8.8" in result.output
+    assert "Changes planned" in result.output
+    assert "planned" in result.output
+    assert misp.writes == []
+
+
+def test_json_report_with_warninglists_then_a_second_run_is_unchanged(
+    misp: FakeMisp, tmp_path: Path
+) -> None:
+    event_id = one_event(misp)
+    config = config_for(misp, tmp_path, warninglists=True)
+    args = ("misp-fixer", "run", "--event", event_id, "--json", "-c", str(config))
+
+    first = json.loads(puffin(*args, "--data-dir", str(tmp_path)).output)
+    second = json.loads(puffin(*args, "--data-dir", str(tmp_path)).output)
+
+    sources = {d["value"]: d["source"] for d in first["decisions"]}
+    assert sources == {"8.8.8.8": "list", "1.1.1.1": "warninglist"}
+    assert first["outcome"] == "fixed"
+    assert first["applied"]
+    assert second["outcome"] == "unchanged"
+    assert second["planned"] == []
+
+
+def test_settings_from_the_environment_and_clear_errors(misp: FakeMisp, tmp_path: Path) -> None:
+    env = {
+        "PUFFIN_CONFIG": str(tmp_path / "absent.toml"),
+        "PUFFIN_MISP_FIXER__MISP_URL": misp.url,
+        "PUFFIN_MISP_FIXER__MISP_KEY": misp.key,
+        "PUFFIN_MISP_FIXER__WARNINGLISTS_INCLUDE": "[]",
+    }
+    unknown = puffin("misp-fixer", "run", "--event", "404", env=env)
+    assert unknown.exit_code == 1
+    assert "no event 404" in unknown.output
+
+    unset = puffin(
+        "misp-fixer", "run", "--event", "1", env={**env, "PUFFIN_MISP_FIXER__MISP_KEY": ""}
+    )
+    assert unset.exit_code != 0
+
+    misp.stop()
+    down = puffin("misp-fixer", "run", "--event", "1", env=env)
+    assert down.exit_code == 1
+    assert "unreachable" in down.output.lower()
+
+
+def test_token_prints_a_token_that_verify_accepts(tmp_path: Path) -> None:
+    result = puffin("misp-fixer", "token", "--days", "3", "--data-dir", str(tmp_path))
+
+    assert result.exit_code == 0, result.output
+    token = result.output.split()[0]
+    secret = tokens.jwt_secret(FixerSettings(), tmp_path)
+    assert tokens.verify(token, jwt_secret=secret) == "misp-workflow"
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    days = (datetime.fromtimestamp(expires, UTC) - datetime.now(UTC)).total_seconds() / 86400
+    assert 2.9 < days <= 3
