@@ -91,7 +91,7 @@ class Responder:
         protected: Collection[str] = (),
     ) -> None:
         self.state_file = state_dir / STATE_FILE
-        self.allowed = {action for action in allowed if action in ACTIONS}
+        self.allowed = {a.replace("_", "-") for a in allowed} & set(ACTIONS)
         self.runner = runner
         self.firewall = detect_firewall() if firewall is None else firewall
         self.protected = {ipaddress.ip_address(address) for address in protected}

@@ -149,6 +149,11 @@ def test_an_action_left_out_of_the_allow_list_is_refused(tmp_path):
     assert not result.ok
     assert "not allowed" in result.result["error"]
     assert runner.calls == []
+    server_spelling = Responder(tmp_path, allowed={"block_ip"}, runner=runner, firewall="")
+    assert (
+        "no firewall tool"
+        in server_spelling.run(_task("block_ip", ip="203.0.113.7")).result["error"]
+    )  # allowed, then stopped by the missing tool
     no_tool = Responder(tmp_path, allowed=ALL, runner=runner, firewall="")
     assert "no firewall tool" in no_tool.run(_task("block-ip", ip="203.0.113.7")).result["error"]
 
