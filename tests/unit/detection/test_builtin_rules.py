@@ -82,6 +82,25 @@ def test_rule_ids_and_names_are_unique_across_the_pack() -> None:
     assert len(names) == len(set(names))
 
 
+def _lines(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [value["line"]] if isinstance(value.get("line"), str) else []
+        return found + [line for item in value.values() for line in _lines(item)]
+    if isinstance(value, list):
+        return [line for item in value for line in _lines(item)]
+    return []
+
+
+def test_every_test_line_is_understood_by_a_decoder() -> None:
+    """A negative case on a line nothing can decode would pass for the wrong reason."""
+    from puffin.ingest.decoders import Decoders
+
+    decoders = Decoders()
+    lines = [line for path in PACK.rglob("*.tests.yml") for line in _lines(_documents(path))]
+    assert len(lines) > 100
+    assert [line for line in lines if not decoders.decode(line)["decoder"]] == []
+
+
 @pytest.mark.parametrize("result", RESULTS, ids=_label)
 def test_builtin_rule_passes_its_tests(result: RuleTestResult) -> None:
     assert result.positives >= 1, f"{result.title}: no positive case in {result.tests_file}"
