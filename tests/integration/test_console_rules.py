@@ -15,6 +15,7 @@ from tests.integration.test_console_pages import (
 )
 from tests.integration.test_rules_api import (
     BROKEN_YAML,
+    LATE_ID,
     SSH_ID,
     SUDO_ID,
     WEB_ID,
@@ -159,6 +160,22 @@ def test_switches_need_an_admin_a_csrf_token_and_a_known_action(rules):
     missing = admin.post("/rules/nope/settings", data={"csrf_token": token, "action": "disable"})
     assert missing.status_code == 404
     assert 'badge-ok">enabled<' in _row(admin.get("/rules").text, SSH_ID)
+
+
+def test_a_site_admin_reloads_the_rules_from_the_page(rules):
+    data_dir = rules.app.state.puffin.settings.data_dir
+    write_pack(data_dir, "late", {"late.yml": rule_text(LATE_ID, "Late rule", "low", "sshd", "z")})
+    make_member(rules, default_organisation(rules), "olga", Role.ADMIN)
+    org_admin = signed_in(rules, "olga", PASSWORD)
+    assert "Reload rules" not in org_admin.get("/rules").text
+    refused = org_admin.post("/rules/reload", data={"csrf_token": csrf_of(org_admin)})
+    assert refused.status_code == 403
+    site_admin = signed_in(rules)
+    done = site_admin.post("/rules/reload", data={"csrf_token": csrf_of(site_admin)})
+    assert done.status_code == 303
+    page = site_admin.get("/rules").text
+    assert "Late rule" in page
+    assert "Rules reloaded: 5 rules, 1 broken." in page
 
 
 def _row(page: str, rule_id: str) -> str:

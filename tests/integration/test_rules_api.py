@@ -14,6 +14,7 @@ from puffin.detection.registry import STATE_KEY, RuleRegistry, builtin_pack_path
 SSH_ID = "5a0f4c51-7d1e-4c55-9b1a-2f7f0b6a1c01"
 SUDO_ID = "5a0f4c51-7d1e-4c55-9b1a-2f7f0b6a1c02"
 WEB_ID = "5a0f4c51-7d1e-4c55-9b1a-2f7f0b6a1c03"
+LATE_ID = "5a0f4c51-7d1e-4c55-9b1a-2f7f0b6a1c05"
 
 
 def rule_text(rule_id: str, title: str, level: str, service: str, needle: str) -> str:
@@ -189,3 +190,21 @@ def test_problems_list_broken_files_and_duplicate_ids_with_both_files(loaded):
     only_bravo = reader.get("/api/v1/rules/problems", params={"pack": "bravo"}).json()
     assert [p["file"] for p in only_bravo["items"]] == ["copy.yml"]
     assert "/" not in broken["file"]  # paths are shown relative to the pack, never absolute
+
+
+def test_a_site_admin_reloads_the_rules_after_an_import(loaded):
+    write_pack(
+        loaded.state.settings.data_dir,
+        "charlie",
+        {"late.yml": rule_text(LATE_ID, "Imported later", "high", "sshd", "late")},
+    )
+    admin = loaded.actor(loaded.default_organisation_id, Role.ADMIN)
+    assert admin.get(f"/api/v1/rules/{LATE_ID}").status_code == 404
+    assert admin.post("/api/v1/rules/reload").status_code == 403
+    assert rule_registry(loaded.state).needs_reload()
+    reloaded = loaded.site_admin().post("/api/v1/rules/reload")
+    assert reloaded.status_code == 200
+    assert reloaded.json()["packs"] == ["alpha", "bravo", "charlie"]
+    assert reloaded.json()["rules"] == 4
+    assert admin.get(f"/api/v1/rules/{LATE_ID}").json()["pack"] == "charlie"
+    assert not rule_registry(loaded.state).needs_reload()

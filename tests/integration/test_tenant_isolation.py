@@ -68,6 +68,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "/api/v1/events/{event_id}"): None,
     ("GET", "/api/v1/rules"): None,
     ("GET", "/api/v1/rules/problems"): None,
+    ("POST", "/api/v1/rules/reload"): None,
     ("GET", "/api/v1/rules/{rule_id}"): None,
     ("PUT", "/api/v1/rules/{rule_id}/settings"): {"enabled": True, "staged": False},
     ("POST", "/api/agent/v1/enroll"): AGENT,

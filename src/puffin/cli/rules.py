@@ -21,17 +21,14 @@ from puffin.detection.engine.compiler import LEVELS
 from puffin.detection.registry import (
     CACHE_FILE,
     Pack,
-    PackError,
     RuleEntry,
     RuleRegistry,
     RuleSetSnapshot,
     build_snapshot,
     builtin_pack_path,
-    commit_pack,
     pack_files,
-    pack_name,
-    stage_pack,
 )
+from puffin.detection.rule_packs import PackError, commit_pack, pack_name, stage_pack
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -250,7 +247,10 @@ def _print_summary(snapshot: RuleSetSnapshot, final: Path) -> None:
         parts = sorted({p for e in unmapped for p in snapshot.ruleset.unmapped[e.id]})
         _line(f"unmapped logsource parts: {', '.join(parts)}")
     console.print(
-        f"installed in {escape(str(final))}; a running server loads it on its next reload"
+        f"installed in {escape(str(final))}; a running server loads it when a site admin "
+        "reloads the rules (Rules page, or POST /api/v1/rules/reload) or when it restarts",
+        highlight=False,
+        soft_wrap=True,
     )
 
 

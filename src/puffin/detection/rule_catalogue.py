@@ -8,6 +8,7 @@ the console.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -111,6 +112,15 @@ class ProblemRead(BaseModel):
     reason: str
 
 
+class ReloadRead(BaseModel):
+    """What a reload of the rule packs found."""
+
+    rules: int
+    problems: int
+    packs: list[str]
+    loaded_at: datetime
+
+
 RulePage = Page[RuleRead]
 ProblemPage = Page[ProblemRead]
 
@@ -199,9 +209,14 @@ def list_problems(
     return ProblemPage(items=items, total=len(rows), offset=page.offset, limit=page.limit)
 
 
-def packs(snapshot: RuleSetSnapshot) -> list[str]:
-    """Return the names of the loaded packs."""
-    return list(snapshot.packs)
+def reload_summary(snapshot: RuleSetSnapshot) -> ReloadRead:
+    """Describe a freshly loaded snapshot."""
+    return ReloadRead(
+        rules=len(snapshot.entries),
+        problems=len(snapshot.problems),
+        packs=list(snapshot.packs),
+        loaded_at=snapshot.loaded_at,
+    )
 
 
 def _entry(snapshot: RuleSetSnapshot, rule_id: str) -> RuleEntry:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from puffin.auth.dependencies import OrgAdmin, Reader, SessionDep, StateDep
+from puffin.auth.dependencies import OrgAdmin, Reader, SessionDep, SiteAdmin, StateDep
 from puffin.auth.schemas import Principal
 from puffin.core.errors import NotFound
 from puffin.core.pagination import PageParams
@@ -15,6 +15,7 @@ from puffin.detection import rule_catalogue
 from puffin.detection.registry import RuleSetSnapshot, rule_registry
 from puffin.detection.rule_catalogue import (
     ProblemPage,
+    ReloadRead,
     RuleDetail,
     RuleFilter,
     RulePage,
@@ -68,6 +69,12 @@ def list_problems(
 ) -> ProblemPage:
     """List the rules that did not load, or were ignored as duplicates, with file, line, reason."""
     return rule_catalogue.list_problems(snapshot=snapshot, page=page, pack=pack)
+
+
+@router.post("/reload", response_model=ReloadRead)
+def reload_rules(principal: SiteAdmin, state: StateDep) -> ReloadRead:
+    """Load the rule packs again, e.g. after `puffin rules import` (site admins)."""
+    return rule_catalogue.reload_summary(rule_registry(state).reload())
 
 
 @router.get("/{rule_id}", response_model=RuleDetail)

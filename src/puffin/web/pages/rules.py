@@ -12,12 +12,19 @@ from sqlalchemy.orm import Session
 from puffin.alert import service as alert_service
 from puffin.alert.schemas import AlertFilter
 from puffin.auth.dependencies import SessionDep
-from puffin.core.errors import InvalidInput
+from puffin.core.errors import Forbidden, InvalidInput
 from puffin.core.pagination import PageParams
 from puffin.detection import rule_catalogue
 from puffin.detection.registry import RuleSetSnapshot, rule_registry
 from puffin.detection.rule_catalogue import RuleFilter, RulePage, RuleSettingsUpdate
-from puffin.web.deps import AdminConsole, FormDep, MemberConsole, console_router, organisation_of
+from puffin.web.deps import (
+    AdminConsole,
+    ConsoleDep,
+    FormDep,
+    MemberConsole,
+    console_router,
+    organisation_of,
+)
 from puffin.web.forms import parse_form
 from puffin.web.render import render
 from puffin.web.security import app_state, safe_next, set_flash
@@ -97,6 +104,18 @@ def problems_page(request: Request, console: MemberConsole, offset: int = 0) -> 
         console=console,
         section="rules",
     )
+
+
+@router.post("/reload", response_model=None)
+def reload_rules(request: Request, console: ConsoleDep) -> RedirectResponse:
+    """Load the rule packs again, e.g. after `puffin rules import` (site admins)."""
+    if not console.principal.is_site_admin:
+        raise Forbidden("only a site admin may reload the rules")
+    summary = rule_catalogue.reload_summary(rule_registry(app_state(request)).reload())
+    redirect = RedirectResponse("/rules", status_code=303)
+    message = f"Rules reloaded: {summary.rules} rules, {summary.problems} broken."
+    set_flash(redirect, app_state(request), message)
+    return redirect
 
 
 @router.get("/{rule_id}", response_class=HTMLResponse)
