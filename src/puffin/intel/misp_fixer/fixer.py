@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from puffin.core.clock import utcnow
+from puffin.intel.misp_fixer import edits
 from puffin.intel.misp_fixer import plan as planner
 from puffin.intel.misp_fixer.misp import MispError, MispGateway
 from puffin.intel.misp_fixer.plan import Change, Decision, EventSnapshot, Plan, VerdictLike
@@ -190,14 +191,14 @@ class Fixer:
 
     def _edit_attributes(self, plan: Plan, report: RunReport, *, now: datetime) -> None:
         objects = self.gateway.fetch_objects(plan.event_id) if plan.touches_objects else {}
-        for page in planner.edit_pages(
+        for page in edits.edit_pages(
             plan, objects=objects, now=now, page_size=self.settings.page_size
         ):
             self.gateway.edit_event(event_id=plan.event_id, body=page.body)
             report.applied.extend(page.changes)
 
     def _add_sightings(self, plan: Plan, report: RunReport) -> None:
-        for batch in planner.sighting_batches(plan, size=self.settings.page_size):
+        for batch in edits.sighting_batches(plan, size=self.settings.page_size):
             self.gateway.add_false_positive_sightings(
                 attribute_ids=[str(attribute["id"]) for attribute in batch],
                 source=self.settings.sighting_source,
