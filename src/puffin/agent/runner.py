@@ -192,7 +192,11 @@ class Agent:
             self.settings.logs = _log_sources(config.get("logs")) or self.settings.logs
             self.config_version = reply.config_version
         for task in reply.tasks:
-            self._results.append(responder.run(task))
+            if task.action == "configure":  # the configuration itself rides on the reply
+                result = {"config_version": self.config_version}
+                self._results.append(TaskResult(task_id=task.id, ok=True, result=result))
+            else:
+                self._results.append(responder.run(task))
 
     def run(self, stop_after: float | None = None) -> None:
         """Collect and deliver until interrupted (or for `stop_after` seconds)."""

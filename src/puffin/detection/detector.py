@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+import time
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +73,7 @@ class Detector:
                 continue
             hits.append(Hit(match.rule_id, match.title, match.level, match.tags, match.matched))
         if state is not None and names & state.references:
-            when = timestamp if timestamp is not None else event_time(event, 0.0)
+            when = timestamp if timestamp is not None else event_time(event, time.time())
             for found in state.observe(names, event, when):
                 hits.append(
                     Hit(

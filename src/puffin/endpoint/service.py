@@ -233,6 +233,12 @@ def _agent_read(agent: Agent) -> AgentRead:
     return read.model_copy(update={"status": status_of(agent)})
 
 
+def source_name(*, session: Session, source_id: uuid.UUID) -> str:
+    """Return the name of an agent or syslog source, or "" when it is gone."""
+    agent = session.get(Agent, source_id)
+    return agent.name if agent is not None else ""
+
+
 def _agent(session: Session, organisation_id: uuid.UUID, agent_id: uuid.UUID) -> Agent:
     agent = session.get(Agent, agent_id)
     if agent is None or agent.organisation_id != organisation_id:

@@ -18,9 +18,11 @@ from puffin.core.changes import Actor, set_actor
 from puffin.core.db import transaction
 from puffin.core.state import AppState
 from puffin.core.tls import ensure_certificate
+from puffin.detection.registry import rule_registry
 from puffin.endpoint import service as endpoint_service
 from puffin.ingest.store import EventStore
 from puffin.ingest.syslog import SyslogReceiver, plain_decode
+from puffin.worker.detection import DetectionWorker, OrganisationDetectors
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ class Background:
 
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     receiver: SyslogReceiver | None = None
+    detection: DetectionWorker | None = None
     syslog_ports: dict[str, int] = field(default_factory=dict)
 
     async def stop(self) -> None:
@@ -68,7 +71,36 @@ async def start_background(state: AppState) -> Background:
         )
         logger.info("syslog listening on %s", background.syslog_ports)
     background.tasks.append(asyncio.create_task(_retention_loop(state)))
+    background.detection = _detection_worker(state)
+    background.tasks.append(asyncio.create_task(background.detection.run_forever()))
     return background
+
+
+def _detection_worker(state: AppState) -> DetectionWorker:
+    """Build the live detection worker over the rule registry's current rules."""
+    registry = rule_registry(state)
+    return DetectionWorker(
+        store=_store(state),
+        session_factory=state.session_factory,
+        evaluator_provider=lambda: registry.current.ruleset,
+        evaluator_for=OrganisationDetectors(lambda: registry.current),
+        source_names=_source_names(state),
+    )
+
+
+def _source_names(state: AppState) -> Callable[[uuid.UUID], str]:
+    """Return a cached lookup of agent and syslog source names for alerts."""
+    names: dict[uuid.UUID, str] = {}
+
+    def name_of(source_id: uuid.UUID) -> str:
+        if source_id not in names:
+            with transaction(state.session_factory) as session:
+                names[source_id] = endpoint_service.source_name(
+                    session=session, source_id=source_id
+                )
+        return names[source_id]
+
+    return name_of
 
 
 def _syslog_receiver(state: AppState) -> SyslogReceiver:

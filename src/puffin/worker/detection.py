@@ -20,6 +20,7 @@ from puffin.alert.schemas import Detection, Level
 from puffin.core.changes import Actor, set_actor
 from puffin.core.db import transaction
 from puffin.detection import settings_service
+from puffin.detection.detector import Detector
 from puffin.detection.settings_service import RuleSwitch
 from puffin.ingest.store import EventStore, StoredEvent
 
@@ -31,11 +32,20 @@ CURSOR_NAME = "live"
 class RuleHit(Protocol):
     """What an evaluator reports for one rule that matched one event."""
 
-    rule_id: str
-    title: str
-    level: str
-    tags: Sequence[str]
-    matched: Mapping[str, Any]
+    @property
+    def rule_id(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def level(self) -> str: ...
+
+    @property
+    def tags(self) -> Sequence[str]: ...
+
+    @property
+    def matched(self) -> Mapping[str, Any]: ...
 
 
 class Evaluator(Protocol):
@@ -72,6 +82,7 @@ class DetectionWorker:
     store: EventStore
     session_factory: sessionmaker[Session]
     evaluator_provider: Callable[[], Evaluator]
+    evaluator_for: Callable[[uuid.UUID], Evaluator] | None = None
     policy_for: Callable[[str], AlertPolicy] = lambda _rule_id: AlertPolicy()
     source_names: Callable[[uuid.UUID], str] = lambda _source_id: ""
     batch_size: int = 2000
@@ -87,12 +98,17 @@ class DetectionWorker:
             if not events:
                 return 0
             switches = settings_service.switches(session=session)
-            evaluator = self.evaluator_provider()
+            shared = self.evaluator_provider() if self.evaluator_for is None else None
             for event in events:
+                evaluator = shared or self._evaluator_for(event.organisation_id)
                 self._detect(session, evaluator, switches, event)
             settings_service.move_cursor(session=session, name=CURSOR_NAME, position=events[-1].id)
         self.stats.events += len(events)
         return len(events)
+
+    def _evaluator_for(self, organisation_id: uuid.UUID) -> Evaluator:
+        assert self.evaluator_for is not None
+        return self.evaluator_for(organisation_id)
 
     def _detect(
         self,
@@ -155,3 +171,27 @@ class DetectionWorker:
                 read = 0
             if read < self.batch_size:
                 await asyncio.sleep(idle_seconds)
+
+
+class OrganisationDetectors:
+    """One detector per organisation over the registry's current rules.
+
+    Correlation state is per organisation, so one customer's failed logins never count
+    toward another's threshold. A rule reload starts every organisation afresh.
+    """
+
+    def __init__(self, current: Callable[[], Any]) -> None:
+        self._current = current
+        self._snapshot: Any = None
+        self._detectors: dict[uuid.UUID, Detector] = {}
+
+    def __call__(self, organisation_id: uuid.UUID) -> Detector:
+        snapshot = self._current()
+        if snapshot is not self._snapshot:
+            self._snapshot = snapshot
+            self._detectors = {}
+        detector = self._detectors.get(organisation_id)
+        if detector is None:
+            detector = Detector(snapshot.ruleset, snapshot.correlations)
+            self._detectors[organisation_id] = detector
+        return detector
