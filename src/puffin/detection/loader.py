@@ -22,6 +22,7 @@ import yaml
 from puffin.detection.engine.compiler import ENGINE_VERSION, CompiledRule, UnsupportedRule
 
 RULE_SUFFIXES = (".yml", ".yaml")
+TESTS_SUFFIXES = (".tests.yml", ".tests.yaml")  # a rule's test cases, kept beside it
 Progress = Callable[[int, int], None]
 
 
@@ -62,18 +63,22 @@ def iter_rule_files(paths: Sequence[str | Path]) -> Iterator[RuleFile]:
         path = Path(entry)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.suffix in RULE_SUFFIXES and child.is_file():
+                if _is_rule_file(child.name) and child.is_file():
                     yield RuleFile(str(child), child.read_text("utf-8", errors="replace"))
         elif path.suffix == ".zip":
             with zipfile.ZipFile(path) as archive:
                 for name in sorted(archive.namelist()):
-                    if name.endswith(RULE_SUFFIXES):
+                    if _is_rule_file(name):
                         text = archive.read(name).decode("utf-8", errors="replace")
                         yield RuleFile(f"{path}!{name}", text)
         elif path.exists():
             yield RuleFile(str(path), path.read_text("utf-8", errors="replace"))
         else:
             raise FileNotFoundError(f"no such rule file or folder: {path}")
+
+
+def _is_rule_file(name: str) -> bool:
+    return name.endswith(RULE_SUFFIXES) and not name.endswith(TESTS_SUFFIXES)
 
 
 class RuleCache:
