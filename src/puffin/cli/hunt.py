@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -46,7 +47,7 @@ def load_for_cli(rules: list[Path], console: Console, *, use_cache: bool = True)
         if cache:
             cache.close()
     for problem in loaded.problems:
-        console.print(f"[yellow]skipped rule[/yellow] {problem}", highlight=False)
+        console.print(f"[yellow]skipped rule[/yellow] {escape(str(problem))}", soft_wrap=True)
     if not loaded.rules:
         console.print("[red]error:[/red] no rule could be loaded; check the --rules paths")
         raise typer.Exit(1)
@@ -70,7 +71,9 @@ def hunt(
     loaded = load_for_cli(rules, console, use_cache=not no_cache)
     correlations, problems = compile_correlations(loaded.correlations)
     for problem in problems:
-        console.print(f"[yellow]skipped correlation[/yellow] {problem}")
+        console.print(
+            f"[yellow]skipped correlation[/yellow] {escape(str(problem))}", soft_wrap=True
+        )
     try:
         sources = find_sources(paths)
     except FileNotFoundError as error:
@@ -96,7 +99,7 @@ def hunt(
             on_file_done=lambda source: progress.advance(task, source.size),
         )
     for failure in result.errors:
-        console.print(f"[red]could not read[/red] {failure}")
+        console.print(f"[red]could not read[/red] {escape(failure)}", soft_wrap=True)
     if jsonl is not None:
         with jsonl.open("w", encoding="utf-8") as out:
             for match in result.matches:
@@ -140,7 +143,7 @@ def logtest(
     loaded = load_for_cli(rules, errors)
     correlations, problems = compile_correlations(loaded.correlations)
     for problem in problems:
-        errors.print(f"[yellow]skipped correlation[/yellow] {problem}")
+        errors.print(f"[yellow]skipped correlation[/yellow] {escape(str(problem))}", soft_wrap=True)
     detector = Detector(RuleSet(loaded.rules), correlations)
     decoders = Decoders()
     for number, raw in enumerate(sys.stdin, start=1):
