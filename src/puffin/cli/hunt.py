@@ -122,7 +122,9 @@ def _print_summary(rows: list[tuple[str, str, str, int]], console: Console) -> N
     table.add_column("Rule id", style="dim")
     table.add_column("Matches", justify="right")
     for level, title, rule_id, count in rows:
-        table.add_row(f"[{LEVEL_STYLES.get(level, '')}]{level}[/]", title, rule_id, f"{count:,}")
+        table.add_row(
+            f"[{LEVEL_STYLES.get(level, '')}]{level}[/]", escape(title), rule_id, f"{count:,}"
+        )
     console.print(table)
 
 
@@ -191,13 +193,13 @@ def _decode(line: str, decoders: Any, json_event: Any) -> dict[str, Any]:
 
 def _print_event(console: Console, number: int, event: dict[str, Any], hits: list[Any]) -> None:
     console.rule(f"event {number}")
-    console.print(f"decoder: [bold]{event.get('decoder') or '(none)'}[/bold]")
+    console.print(f"decoder: [bold]{escape(str(event.get('decoder') or '(none)'))}[/bold]")
     for name, value in event.items():
         if name not in ("full_log", "decoder"):
-            console.print(f"  {name}: {value}")
+            console.print(f"  {escape(str(name))}: {escape(str(value))}", soft_wrap=True)
     if not hits:
         console.print("no rule matched")
     for hit in hits:
         style = LEVEL_STYLES.get(hit.level, "")
         kind = "correlation" if hit.correlation else "rule"
-        console.print(f"[{style}]{hit.level}[/] {kind} {hit.rule_id}: {hit.title}")
+        console.print(f"[{style}]{hit.level}[/] {kind} {hit.rule_id}: {escape(hit.title)}")
