@@ -93,3 +93,24 @@ def status(state_dir: Path = StateDir) -> None:
     for key, value in outbox.counters().items():
         typer.echo(f"{key}: {value}")
     outbox.close()
+
+
+@app.command("install")
+def install(
+    state_dir: Path = StateDir,
+    config: Path = typer.Option(Path("/etc/puffin-agent/agent.json"), help="Local configuration."),
+    unit_dir: Path = typer.Option(Path("/etc/systemd/system"), help="Where to write the unit."),
+) -> None:
+    """Write the systemd unit and a starting configuration; then enable the service."""
+    from puffin.agent.install import UNIT_NAME
+    from puffin.agent.install import install as write_files
+
+    try:
+        done = write_files(state_dir=state_dir, config_file=config, unit_dir=unit_dir)
+    except OSError as error:
+        typer.echo(f"error: {error} (run as root to write system folders)", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"wrote {done.unit}")
+    typer.echo(f"{'wrote' if done.config_written else 'kept'} {done.config}")
+    typer.echo("next: puffin agent enroll --server https://HOST:8443 --token TOKEN")
+    typer.echo(f"then: systemctl daemon-reload && systemctl enable --now {UNIT_NAME}")
