@@ -132,7 +132,10 @@ def test_opentip_decides_what_the_lists_leave_open_and_its_quota_is_reported(
         opentip.answer("hash", clean, "Green", "Clean")
         opentip.answer("hash", unknown, "Grey")
         client = OpenTipClient(
-            api_key=opentip.api_key, cache_path=tmp_path / "opentip.db", base_url=opentip.base_url
+            api_key=opentip.api_key,
+            cache_path=tmp_path / "opentip.db",
+            base_url=opentip.base_url,
+            concurrency=1,  # one at a time, so the quota falls on the last value
         )
         classifier = Classifier(common_false_positives=[], warninglists=None, opentip=client)
         with client:

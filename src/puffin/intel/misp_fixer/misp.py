@@ -169,10 +169,12 @@ class MispGateway:
 
     def _event_meta(self, event_ref: str) -> dict[str, Any]:
         """Return the event without attributes, by numeric id or UUID."""
-        query: dict[str, Any] = (
-            {"uuid": event_ref} if _UUID.match(event_ref) else {"eventid": event_ref}
-        )
-        if not _UUID.match(event_ref) and not event_ref.isdigit():
+        event_ref = event_ref.strip()
+        if _UUID.match(event_ref):
+            query: dict[str, Any] = {"uuid": event_ref}
+        elif event_ref.isdigit():
+            query = {"eventid": event_ref}
+        else:
             raise EventNotFound(f"{event_ref!r} is neither an event id nor a UUID")
         found = self._call(
             f"fetching event {event_ref}",
