@@ -7,9 +7,9 @@ feed the correlation without raising alerts of their own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-import time
 from datetime import datetime
 from typing import Any
 
