@@ -20,6 +20,9 @@ from puffin import __version__
 from puffin.api import errors as api_errors
 from puffin.api.agent_gateway import router as agent_gateway_router
 from puffin.api.health import router as health_router
+from puffin.api.misp_webhook import STATE_ATTRIBUTE as MISP_FIXER_STATE
+from puffin.api.misp_webhook import MispFixerService
+from puffin.api.misp_webhook import router as misp_webhook_router
 from puffin.api.v1.router import router as api_v1_router
 from puffin.audit import service as audit_service
 from puffin.auth import service as auth_service
@@ -34,6 +37,7 @@ from puffin.detection.registry import STATE_KEY as RULE_REGISTRY_KEY
 from puffin.detection.registry import RuleRegistry, rule_registry
 from puffin.ingest.store import EventStore
 from puffin.ingest.writer import GroupCommitWriter
+from puffin.intel.misp_fixer.settings import FixerSettings
 from puffin.migrations.runner import upgrade_database
 from puffin.web import errors as web_errors
 from puffin.web.router import router as web_router
@@ -173,6 +177,12 @@ def _install_middleware(app: FastAPI, state: AppState) -> None:
 def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     """Return the server application for these settings."""
     state = build_state(settings)
+    fixer_service = MispFixerService(
+        settings=FixerSettings.model_validate(settings.misp_fixer),
+        data_dir=settings.data_dir,
+        session_factory=state.session_factory,
+        registry=state.metrics.registry,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -186,6 +196,7 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
         yield
         await background.stop()
         writer.stop()
+        fixer_service.close()
         event_store(state).engine.dispose()
         state.engine.dispose()
 
@@ -199,11 +210,13 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.puffin = state
+    setattr(app.state, MISP_FIXER_STATE, fixer_service)
     _install_error_handlers(app)
     _install_middleware(app, state)
     app.include_router(health_router)
     app.include_router(api_v1_router)
     app.include_router(agent_gateway_router)
+    app.include_router(misp_webhook_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=_STATIC_DIR), name="static")
     return app

@@ -20,6 +20,8 @@ from puffin.detection.registry import rule_registry
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.schemas import EnrollmentRequest
 from puffin.ingest.store import NewEvent
+from puffin.intel import service as intel_service
+from puffin.intel.schemas import RunCreate, RunStatus, RunTrigger
 
 # (method, path) -> JSON body (or None). Path parameters are filled from the target
 # organisation's objects. Routes for agents (not users) are listed with AGENT.
@@ -71,6 +73,9 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/rules/reload"): None,
     ("GET", "/api/v1/rules/{rule_id}"): None,
     ("PUT", "/api/v1/rules/{rule_id}/settings"): {"enabled": True, "staged": False},
+    ("GET", "/api/v1/misp-fixer/runs"): None,
+    ("GET", "/api/v1/misp-fixer/runs/{run_id}"): None,
+    ("POST", "/webhook/misp_event_fixer/"): AGENT,
     ("POST", "/api/agent/v1/enroll"): AGENT,
     ("POST", "/api/agent/v1/events"): AGENT,
     ("POST", "/api/agent/v1/keepalive"): AGENT,
@@ -122,6 +127,18 @@ def _populate(puffin: Any, slug: str) -> Tenant:
             organisation_id=organisation_id,
             detection=Detection(rule_id="r1", rule_title=f"{slug} alert", level=Level.HIGH),
         )
+        run = intel_service.record_run(
+            session=session,
+            organisation_id=organisation_id,
+            run_in=RunCreate(
+                trigger=RunTrigger.WEBHOOK,
+                event_id="42",
+                event_info=f"{slug} misp event",
+                status=RunStatus.DONE,
+                started_at=alert.first_seen,
+                finished_at=alert.first_seen,
+            ),
+        )
     task = admin.post(
         f"/api/v1/agents/{agent.agent_id}/tasks",
         json={"action": "kill_process", "parameters": {"pid": 999}},
@@ -151,6 +168,7 @@ def _populate(puffin: Any, slug: str) -> Tenant:
         "task_id": task["id"],
         "event_id": str(event_id),
         "rule_id": RULE_ID,
+        "run_id": str(run.id),
     }
     return Tenant(ids=ids, admin=admin)
 
@@ -168,6 +186,7 @@ def _snapshot(tenant: Tenant) -> dict[str, Any]:
         "alert": admin.get(f"/api/v1/alerts/{tenant.ids['alert_id']}").json(),
         "events": admin.get("/api/v1/events").json(),
         "rule": admin.get(f"/api/v1/rules/{tenant.ids['rule_id']}").json(),
+        "runs": admin.get("/api/v1/misp-fixer/runs").json(),
     }
 
 
@@ -209,7 +228,7 @@ def test_an_admin_of_one_organisation_cannot_reach_another_organisations_objects
     alpha, bravo = tenants
     before = _snapshot(bravo)
     secrets = {v for k, v in bravo.ids.items() if k not in {"username", "event_id", "rule_id"}}
-    secrets |= {"bravo event", "bravo alert", "bravo-host"}
+    secrets |= {"bravo event", "bravo alert", "bravo-host", "bravo misp event"}
     for method, path in _routes(puffin):
         body = ROUTES[(method, path)]
         if body == AGENT:

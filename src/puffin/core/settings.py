@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         default="default", description="Slug of the organisation syslog senders belong to."
     )
 
+    misp_fixer: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The MISP event fixer's settings ([misp_fixer], PUFFIN_MISP_FIXER__*); "
+        "validated by puffin.intel.misp_fixer.settings.FixerSettings when the app starts.",
+    )
+
     event_retention_days: int = Field(default=30, ge=1, le=3650)
     event_retention_max_events: int = Field(default=50_000_000, ge=1000)
 

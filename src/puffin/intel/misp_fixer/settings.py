@@ -104,6 +104,12 @@ class FixerSettings(BaseModel):
     )
     misp_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
+    organisation: str = Field(
+        default="default",
+        description="Slug of the Puffin organisation the fixer's runs belong to.",
+        min_length=1,
+        max_length=100,
+    )
     skip_orgs: list[str] = Field(
         default_factory=list,
         description="Creator organisations (name or UUID) whose events are left alone.",
