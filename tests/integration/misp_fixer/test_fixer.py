@@ -360,3 +360,22 @@ def test_the_fixer_leaves_publishing_to_the_workflow(misp: FakeMisp, make_fixer:
     edits = [c.body["Event"] for c in misp.writes if c.path.startswith("/events/edit/")]
     assert edits
     assert all("published" not in body for body in edits)
+
+
+def test_changes_to_attributes_of_an_object_misp_no_longer_lists_are_skipped_and_reported(
+    misp: FakeMisp, make_fixer: MakeFixer
+) -> None:
+    orphan = attribute("sha1", "ab" * 20)
+    url = attribute("url", "http://evil-updates.top/a.php")
+    document = event(url)
+    document["Event"]["Object"] = [
+        {"name": "file", "uuid": str(uuid.uuid4()), "deleted": True, "Attribute": [orphan]}
+    ]
+    event_id = misp.add_event(document)
+
+    report = make_fixer().run(event_id=event_id)
+
+    assert misp.attribute(url["uuid"])["to_ids"] is True
+    assert misp.attribute(orphan["uuid"])["to_ids"] is False
+    assert any(orphan["uuid"] in error for error in report.errors)
+    assert not report.partial

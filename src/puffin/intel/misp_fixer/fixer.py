@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -191,6 +191,7 @@ class Fixer:
 
     def _edit_attributes(self, plan: Plan, report: RunReport, *, now: datetime) -> None:
         objects = self.gateway.fetch_objects(plan.event_id) if plan.touches_objects else {}
+        plan = _without_unknown_objects(plan, objects, report)
         for page in edits.edit_pages(
             plan, objects=objects, now=now, page_size=self.settings.page_size
         ):
@@ -211,6 +212,19 @@ class Fixer:
                 value=value, comment=f"false positive in event {plan.event_uuid} (Puffin)"
             )
             report.applied.append(Change("correlation_exclusion", value, "added"))
+
+
+def _without_unknown_objects(plan: Plan, objects: Mapping[str, Any], report: RunReport) -> Plan:
+    """Drop (and report) changes to attributes whose object MISP no longer lists."""
+    known = {planner.TOP_LEVEL, *objects}
+    kept = tuple(c for c in plan.attribute_changes if c.object_id in known)
+    for change in plan.attribute_changes:
+        if change.object_id not in known:
+            report.errors.append(
+                f"attribute {change.attribute['uuid']} belongs to object {change.object_id}, "
+                "which MISP does not list (deleted?); its changes were skipped"
+            )
+    return replace(plan, attribute_changes=kept)
 
 
 def build_classifier(

@@ -81,7 +81,11 @@ class MispGateway:
     @classmethod
     def from_settings(cls, settings: FixerSettings) -> MispGateway:
         """Build a gateway from the fixer's settings, or explain what is missing."""
-        if not settings.misp_url or settings.misp_key is None:
+        if (
+            not settings.misp_url
+            or not settings.misp_key
+            or not settings.misp_key.get_secret_value()
+        ):
             raise MispRefused("misp_url and misp_key must be set to reach MISP")
         verify: bool | str = settings.misp_verify_tls
         if verify and settings.misp_ca_file is not None:
