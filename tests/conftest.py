@@ -1,5 +1,13 @@
-"""Shared fixtures: a Puffin app on SQLite (and PostgreSQL when CI provides one), and
-small clients acting as users of different organisations and roles."""
+"""Shared fixtures: a Puffin app on SQLite and on PostgreSQL (when one is given), and small
+clients acting as users of different organisations and roles.
+
+Every test that asks for `backend` (directly, through `database_url` or `puffin`, or through
+the autouse fixture of tests/integration) runs once per database: on the embedded SQLite
+default and, marked `postgres`, on a fresh PostgreSQL database copied from a migrated
+template. The PostgreSQL run is skipped with its reason when PUFFIN_TEST_POSTGRES_URL is
+unset. On PostgreSQL, PUFFIN_DATABASE_URL points at the test's database, so any `Settings`
+the test builds (in a fixture, the CLI or a subprocess) uses it.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +36,25 @@ from puffin.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("PUFFIN_TEST_POSTGRES_URL")
+BACKENDS = ("sqlite", "postgres")
+NO_POSTGRES = "PUFFIN_TEST_POSTGRES_URL is not set (`make test` starts a throwaway PostgreSQL)"
+
+# Modules under tests/ that never open Puffin's state database: a PostgreSQL run would only
+# repeat them. A module may also say so itself with `PUFFIN_BACKENDS = ("sqlite",)`.
+WITHOUT_STATE_DATABASE = frozenset(
+    {
+        "integration/test_event_store.py",  # its own SQLite file; see postgres/test_event_store
+        "integration/test_syslog_receiver.py",  # its own SQLite file for the event store
+        "integration/test_hunt_logtest.py",  # offline hunting over files
+        "integration/test_cli_rules.py",  # rule packs on disk
+        "integration/misp_fixer/test_cli.py",  # the fixer against a fake MISP
+        "integration/misp_fixer/test_events.py",
+        "integration/misp_fixer/test_fixer.py",
+        "integration/misp_fixer/test_opentip.py",
+        "integration/misp_fixer/test_plan.py",
+        "integration/misp_fixer/test_tokens.py",
+    }
+)
 
 
 def shared_data() -> Path:
@@ -44,43 +71,139 @@ def shared_data_dir() -> Path:
     return path
 
 
-def _fresh_postgres_database() -> tuple[str, str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    assert POSTGRES_URL is not None
-    name = f"puffin_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return str(make_url(POSTGRES_URL).set(database=name)), name
+def backends_of(module: Any) -> tuple[str, ...]:
+    """Return the databases a test module runs on."""
+    declared: tuple[str, ...] | None = getattr(module, "PUFFIN_BACKENDS", None)
+    if declared is not None:
+        return declared
+    relative = Path(module.__file__).resolve().relative_to(REPO / "tests").as_posix()
+    return ("sqlite",) if relative in WITHOUT_STATE_DATABASE else BACKENDS
 
 
-def _drop_postgres_database(name: str) -> None:
-    import psycopg
-
-    assert POSTGRES_URL is not None
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """A fresh database: None means the embedded SQLite default; else a new PostgreSQL DB."""
-    if request.param == "sqlite":
-        yield None
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses `backend` once per database its module runs on."""
+    if "backend" not in metafunc.fixturenames:
         return
+    names = backends_of(metafunc.module)
+    if names == ("sqlite",):
+        return  # one run, no id suffix: `backend` defaults to SQLite
+    params = [pytest.param(n, marks=pytest.mark.postgres) if n == "postgres" else n for n in names]
+    metafunc.parametrize("backend", params, indirect=True)
+
+
+class PostgresDatabases:
+    """Creates throwaway databases on the test server, copied from a template migrated once."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.template: str | None = None
+        self.created: set[str] = set()
+
+    def url(self, name: str) -> str:
+        """Return the URL of the database with this name."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def _execute(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as connection:
+            connection.execute(statement)  # names are generated here, never taken from input
+
+    def create(self, *, migrated: bool = True) -> str:
+        """Create a database (migrated to head, or empty) and return its URL."""
+        name = f"puffin_test_{uuid.uuid4().hex[:12]}"
+        source = f' TEMPLATE "{self._migrated_template()}"' if migrated else ""
+        self._execute(f'CREATE DATABASE "{name}"{source}')
+        self.created.add(name)
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        """Drop a database made by `create`, closing what still uses it."""
+        from sqlalchemy.engine import make_url
+
+        name = make_url(url).database
+        assert name in self.created
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.discard(name)
+
+    def _migrated_template(self) -> str:
+        if self.template is None:
+            from puffin.core.db import make_engine
+            from puffin.ingest.store import EventStore
+            from puffin.migrations.runner import upgrade_database
+
+            name = f"puffin_template_{uuid.uuid4().hex[:12]}"
+            self._execute(f'CREATE DATABASE "{name}"')
+            self.template = name
+            upgrade_database(self.url(name))
+            engine = make_engine(self.url(name))
+            EventStore(engine).create_schema()
+            engine.dispose()
+        return self.template
+
+    def close(self) -> None:
+        """Drop every database still left, the template last."""
+        for name in [*self.created, *([self.template] if self.template else [])]:
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """The test PostgreSQL server, or a skip with the reason."""
     if not POSTGRES_URL:
-        pytest.skip("PUFFIN_TEST_POSTGRES_URL is not set (CI starts a PostgreSQL)")
-    url, name = _fresh_postgres_database()
+        pytest.skip(NO_POSTGRES)
+    databases = PostgresDatabases(POSTGRES_URL)
     try:
-        yield url
+        yield databases
     finally:
-        _drop_postgres_database(name)
+        databases.close()
+
+
+@dataclass
+class Backend:
+    """The database a test runs on: `url` is None for the embedded SQLite default."""
+
+    name: str
+    url: str | None
+    databases: PostgresDatabases | None = None
+    extra_urls: list[str] = field(default_factory=list)
+
+    def empty_database_url(self, directory: Path) -> str:
+        """Return the URL of another, empty database, removed with the test."""
+        if self.databases is None:
+            return f"sqlite:///{directory / f'empty-{uuid.uuid4().hex[:8]}.db'}"
+        url = self.databases.create(migrated=False)
+        self.extra_urls.append(url)
+        return url
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """The test's database: SQLite in its data directory, or a fresh PostgreSQL database."""
+    name = getattr(request, "param", "sqlite")
+    for variable in ("PUFFIN_DATABASE_URL", "PUFFIN_EVENTS_DATABASE_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    if name == "sqlite":
+        yield Backend("sqlite", None)
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    chosen = Backend("postgres", databases.create(), databases)
+    assert chosen.url is not None
+    monkeypatch.setenv("PUFFIN_DATABASE_URL", chosen.url)
+    try:
+        yield chosen
+    finally:
+        for url in [chosen.url, *chosen.extra_urls]:
+            databases.drop(url)
+
+
+@pytest.fixture
+def database_url(backend: Backend) -> str | None:
+    """The test's database URL: None means the embedded SQLite default."""
+    return backend.url
 
 
 @dataclass
@@ -183,9 +306,9 @@ class Puffin:
 def start_puffin(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Any:
     """Return (app, announced) for a test server in this data directory."""
     announced: list[str] = []
-    settings = Settings(
-        data_dir=data_dir, environment="test", tls=False, database_url=database_url, **overrides
-    )
+    if database_url is not None:
+        overrides["database_url"] = database_url  # else PUFFIN_DATABASE_URL or SQLite
+    settings = Settings(data_dir=data_dir, environment="test", tls=False, **overrides)
     return create_app(settings, announce=announced.append), announced
 
 
