@@ -400,7 +400,7 @@ def test_audit_filters_reject_bad_dates_with_a_message(server):
 
 def test_sections_to_come_render_an_empty_state(server):
     client = signed_in(server)
-    for path in ["/cases", "/analyzers", "/intel"]:
+    for path in ["/cases", "/analyzers"]:
         response = client.get(path)
         assert response.status_code == 200
         assert "coming in a later release" in response.text

@@ -1,4 +1,4 @@
-"""`puffin misp-fixer`: fix one MISP event from the command line, issue webhook tokens."""
+"""`puffin misp-fixer`: serve the fixer alone, fix one event from the command line, issue tokens."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from collections import Counter
 from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from puffin.cli.common import ConfigOption, DataDirOption, console, errors, fail
+from puffin.cli.common import ConfigOption, DataDirOption, console, errors, fail, load
 from puffin.core.clock import utcnow
 
 if TYPE_CHECKING:
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 _LISTED_CHANGES = 40
+_NOT_CONFIGURED = (
+    "set misp_fixer.misp_url and misp_fixer.misp_key "
+    "(puffin.toml [misp_fixer], or PUFFIN_MISP_FIXER__MISP_URL and PUFFIN_MISP_FIXER__MISP_KEY)"
+)
 
 
 @app.command("run")
@@ -42,9 +46,7 @@ def run(
 
     settings, directory = _settings(config, data_dir)
     if not settings.misp_url or settings.misp_key is None:
-        fail(
-            "set misp_fixer.misp_url and misp_fixer.misp_key (puffin.toml or PUFFIN_MISP_FIXER__*)"
-        )
+        fail(_NOT_CONFIGURED)
     loading = nullcontext() if as_json else console.status("Loading warninglists…")
     with loading:
         fixer = build_fixer(settings, data_dir=directory)
@@ -60,6 +62,56 @@ def run(
         _print_report(report)
     if report.partial:
         raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on (default: settings' host).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", "-p", min=1, max=65535, help="Port (default: settings' port)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="The operator's certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")
+    ] = None,
+    plain_http: Annotated[
+        bool,
+        typer.Option("--plain-http", help="Serve HTTP, not HTTPS: only behind a TLS proxy."),
+    ] = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run only the fixer: the webhook, /docs, /redoc and /healthz, over HTTPS by default."""
+    from puffin.api.misp_webhook import WEBHOOK_PATH
+    from puffin.cli.server import serve as serve_app
+    from puffin.misp_fixer_app import create_misp_fixer_app
+
+    if plain_http and (tls_cert is not None or tls_key is not None):
+        fail("--plain-http serves no certificate; drop --tls-cert/--tls-key or --plain-http", 2)
+    for option, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not path.is_file():
+            fail(f"{option} {path} does not exist", 2)
+    wanted = {"host": host, "port": port, "tls_cert_file": tls_cert, "tls_key_file": tls_key}
+    overrides: dict[str, Any] = {name: value for name, value in wanted.items() if value is not None}
+    if plain_http:
+        overrides["tls"] = False
+    settings = load(config, data_dir, **overrides)
+    fixer_settings = _validated(settings.misp_fixer)
+    if not fixer_settings.misp_url or fixer_settings.misp_key is None:
+        fail(_NOT_CONFIGURED, 2)
+    fixer_app = create_misp_fixer_app(settings, fixer_settings)
+    console.print(
+        f"Webhook: POST {WEBHOOK_PATH} · Swagger UI /docs · ReDoc /redoc · "
+        f"runs recorded in organisation {fixer_settings.organisation!r}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    serve_app(settings, app=fixer_app, name="Puffin MISP event fixer")
 
 
 @app.command("token")
@@ -84,6 +136,23 @@ def token(
     )
 
 
+def _validated(section: dict[str, Any]) -> FixerSettings:
+    """Return the [misp_fixer] section validated, or exit with each problem."""
+    from puffin.intel.misp_fixer.settings import FixerSettings
+
+    try:
+        return FixerSettings.model_validate(section)
+    except ValidationError as error:
+        fail(f"invalid [misp_fixer] settings: {_problems(error)}", 2)
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'misp_fixer'}: {e['msg']}"
+        for e in error.errors()
+    )
+
+
 def _settings(config: Path | None, data_dir: Path | None) -> tuple[FixerSettings, Path]:
     """Read the fixer's settings (puffin.toml's [misp_fixer] and PUFFIN_MISP_FIXER__*)."""
     from puffin.intel.misp_fixer.settings import StandaloneSettings
@@ -98,10 +167,7 @@ def _settings(config: Path | None, data_dir: Path | None) -> tuple[FixerSettings
             StandaloneSettings(data_dir=data_dir) if data_dir is not None else StandaloneSettings()
         )
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        fail(f"invalid settings: {problems}", 2)
+        fail(f"invalid settings: {_problems(error)}", 2)
     finally:
         if config is not None:
             _restore("PUFFIN_CONFIG", previous)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from puffin.core.pagination import Page
 
@@ -113,6 +113,14 @@ class RunFilter(BaseModel):
 
     status: RunStatus | None = None
     event: str | None = Field(default=None, max_length=64, description="Event id or UUID.")
-    since: datetime | None = None
-    until: datetime | None = None
+    since: datetime | None = Field(default=None, description="Started at or after (UTC if naive).")
+    until: datetime | None = Field(default=None, description="Started before (UTC if naive).")
     with_false_positives: bool = False
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Read a time without an offset (a console form's) as UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value

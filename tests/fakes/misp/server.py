@@ -61,6 +61,7 @@ class FakeMisp:
         self.org = dict(org)
         self.writes: list[WriteCall] = []
         self.requests = 0
+        self.calls: list[tuple[str, str]] = []  # (method, path) of every request admitted
         self._state = State()
         self._lock = threading.RLock()
         self._budget: int | None = None
@@ -157,6 +158,11 @@ class FakeMisp:
         with self._lock:
             return [row["value"] for row in self._state.exclusions]
 
+    @staticmethod
+    def routes() -> list[tuple[tuple[str, ...], re.Pattern[str]]]:
+        """Return what the fake serves: the methods and the path pattern of each route."""
+        return [(methods, pattern) for methods, pattern, _ in _ROUTES]
+
     def write_paths(self) -> list[str]:
         """Return the paths of the write calls, in order."""
         return [call.path for call in self.writes]
@@ -176,6 +182,7 @@ class FakeMisp:
                 if is_write(method, path) or not self._count_writes_only:
                     self._budget -= 1
             self.requests += 1
+            self.calls.append((method, path))
             return True
 
     def _handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:

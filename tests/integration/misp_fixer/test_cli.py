@@ -21,6 +21,11 @@ def puffin(*args: str, env: dict[str, str] | None = None) -> Result:
     return runner.invoke(build_app(list(args)), list(args), env=env)
 
 
+def flat(result: Result) -> str:
+    """The output with Rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
 def config_for(misp: FakeMisp, tmp_path: Path, *, warninglists: bool = False) -> Path:
     path = tmp_path / "puffin.toml"
     lines = ["[misp_fixer]", f'misp_url = "{misp.url}"', f'misp_key = "{misp.key}"']
@@ -103,3 +108,47 @@ def test_token_prints_a_token_that_verify_accepts(tmp_path: Path) -> None:
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     days = (datetime.fromtimestamp(expires, UTC) - datetime.now(UTC)).total_seconds() / 86400
     assert 2.9 < days <= 3
+
+
+def test_serve_says_what_is_missing_or_wrong_before_listening(tmp_path: Path) -> None:
+    env = {"PUFFIN_CONFIG": str(tmp_path / "absent.toml"), "PUFFIN_DATA_DIR": str(tmp_path)}
+    unset = puffin("misp-fixer", "serve", env=env)
+    assert unset.exit_code == 2
+    assert "misp_fixer.misp_url and misp_fixer.misp_key" in flat(unset)
+    assert "PUFFIN_MISP_FIXER__MISP_KEY" in flat(unset)
+
+    configured = {
+        **env,
+        "PUFFIN_MISP_FIXER__MISP_URL": "https://misp.example.org",
+        "PUFFIN_MISP_FIXER__MISP_KEY": "k" * 40,
+    }
+    bad_slug = puffin(
+        "misp-fixer", "serve", env={**configured, "PUFFIN_MISP_FIXER__ORGANISATION": "Not A Slug"}
+    )
+    assert bad_slug.exit_code == 2
+    assert "invalid [misp_fixer] settings: organisation" in flat(bad_slug)
+
+    bad_url = puffin(
+        "misp-fixer", "serve", env={**configured, "PUFFIN_MISP_FIXER__MISP_URL": "misp.example.org"}
+    )
+    assert bad_url.exit_code == 2
+    assert "misp_url must start with https://" in flat(bad_url)
+
+    lonely_cert = tmp_path / "server.crt"
+    lonely_cert.write_text("not used", encoding="utf-8")
+    half = puffin("misp-fixer", "serve", "--tls-cert", str(lonely_cert), env=configured)
+    assert half.exit_code == 2
+    assert "tls_cert_file and tls_key_file must be given together" in flat(half)
+
+    absent = puffin(
+        "misp-fixer", "serve", "--tls-cert", str(lonely_cert), "--tls-key", "nope.key",
+        env=configured,
+    )  # fmt: skip
+    assert absent.exit_code == 2
+    assert "--tls-key nope.key does not exist" in flat(absent)
+
+    both = puffin("misp-fixer", "serve", "--plain-http", "--tls-cert", str(lonely_cert),
+                  env=configured)  # fmt: skip
+    assert both.exit_code == 2
+    assert "--plain-http serves no certificate" in flat(both)
+    assert not (tmp_path / "puffin.db").exists()  # nothing started

@@ -229,3 +229,15 @@ def test_without_misp_settings_the_webhook_says_what_to_set(tmp_path):
         )
         assert answer.status_code == 503
         assert "misp_url" in answer.json()["detail"]
+
+
+def test_the_runs_api_reads_times_without_an_offset_as_utc_and_refuses_bad_ones(server, misp):
+    server.hook({"event_id": misp.add_event(noisy_event())})
+    assert server.api("/api/v1/misp-fixer/runs", since="2000-01-01T00:00:00")["total"] == 1
+    assert server.api("/api/v1/misp-fixer/runs", until="2000-01-01T00:00")["total"] == 0
+    headers = {"Authorization": f"Bearer {server.reader_key}"}
+    refused = server.client.get(
+        "/api/v1/misp-fixer/runs", params={"since": "yesterday"}, headers=headers
+    )
+    assert refused.status_code == 422
+    assert "since" in refused.json()["detail"]

@@ -14,6 +14,7 @@ from pydantic_settings import (
 )
 
 from puffin.core.settings import config_file_path
+from puffin.core.types import SlugStr
 
 DEFAULT_COMMON_FALSE_POSITIVES: tuple[str, ...] = (
     "0.0.0.0",  # noqa: S104 - a value to recognise, not an address to bind
@@ -104,11 +105,10 @@ class FixerSettings(BaseModel):
     )
     misp_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
 
-    organisation: str = Field(
+    organisation: SlugStr = Field(
         default="default",
-        description="Slug of the Puffin organisation the fixer's runs belong to.",
-        min_length=1,
-        max_length=100,
+        description="Slug of the Puffin organisation the fixer's runs belong to "
+        "(created by `puffin misp-fixer serve` when missing).",
     )
     skip_orgs: list[str] = Field(
         default_factory=list,

@@ -25,7 +25,6 @@ router = console_router()
 _COMING = {
     "cases": "Work incidents with observables, tasks and templates.",
     "analyzers": "Run Cortex-compatible analyzers and responders on observables.",
-    "intel": "Sync indicators from MISP and look them up in your events.",
 }
 
 
