@@ -5,12 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.browser.test_console_admin import (  # noqa: F401 - fixtures
-    browser,
-    live_server,
-    page,
-    sign_in,
-)
 
 from puffin.alert import service as alert_service
 from puffin.alert.schemas import Detection, Level
@@ -23,14 +17,13 @@ pytestmark = pytest.mark.browser
 SCREENSHOT = Path("/tmp/puffin-alerts-live.png")
 
 
-def test_a_new_alert_appears_live_on_the_alerts_page(page, live_server):  # noqa: F811
+def test_a_new_alert_appears_live_on_the_alerts_page(page, live_server, sign_in):
     sign_in(page, live_server, "admin", live_server.admin_password)
     page.wait_for_url(f"{live_server.url}/")
     page.goto(f"{live_server.url}/alerts")
     page.locator("[data-live-status]").wait_for(state="visible")
 
-    data_dir = live_server.cert_file.parent.parent
-    state = build_state(Settings(data_dir=data_dir, environment="test", tls=True))
+    state = build_state(Settings(data_dir=live_server.data_dir, environment="test", tls=True))
     with transaction(state.session_factory) as session:
         org = auth_service.get_organisation_by_slug(session=session, slug="default")
         assert org is not None

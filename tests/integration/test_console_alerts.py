@@ -20,7 +20,14 @@ from puffin.auth.schemas import Role
 from puffin.core.db import transaction
 
 
-def _raise(server, organisation_id, title="SSH brute force", level=Level.HIGH) -> uuid.UUID:  # noqa: F811
+def _raise(
+    server,  # noqa: F811
+    organisation_id,
+    title="SSH brute force",
+    level=Level.HIGH,
+    source_name="",
+    staged=False,
+) -> uuid.UUID:
     with transaction(server.factory) as session:
         alert, _ = alert_service.raise_alert(
             session=session,
@@ -30,8 +37,10 @@ def _raise(server, organisation_id, title="SSH brute force", level=Level.HIGH) -
                 rule_title=title,
                 level=level,
                 tags=["attack.credential_access"],
+                source_name=source_name,
                 event={"src_ip": "203.0.113.7", "full_log": "Failed password for <root>"},
                 matched={"program": "sshd"},
+                staged=staged,
             ),
         )
     return alert.id
@@ -47,8 +56,10 @@ def test_alerts_list_filters_by_level_and_links_to_the_detail(server):  # noqa: 
     assert "SSH brute force" in page.text
     assert "New user created" not in page.text
     assert f"/alerts/{high}" in page.text
-    assert "data-live-alerts" not in page.text  # filtered views do not stream
-    assert "data-live-alerts" in client.get("/alerts").text
+    # A filtered view streams too, from a stream filtered the same way by the server.
+    assert 'data-live-alerts="/api/v1/alerts/stream?level=high"' in page.text
+    assert 'data-live-alerts="/api/v1/alerts/stream"' in client.get("/alerts").text
+    assert "data-live-alerts" not in client.get("/alerts", params={"offset": 50}).text
     bad = client.get("/alerts", params={"level": "apocalyptic"})
     assert bad.status_code == 422
 
@@ -124,3 +135,40 @@ def test_dashboard_charts_count_the_organisations_alerts(server):  # noqa: F811
     assert "New user created" in page.text
     week = signed_in(server).get("/", params={"window": "7d"})
     assert "Alerts over time: 2" in week.text
+
+
+def test_alerts_list_filters_by_agent_name(server):  # noqa: F811
+    org = default_organisation(server)
+    _raise(server, org, title="Root login on web", source_name="web-01")
+    _raise(server, org, title="Root login on db", source_name="db-01")
+    client = signed_in(server)
+    page = client.get("/alerts", params={"agent": "WEB"})
+    assert page.status_code == 200
+    assert "Root login on web" in page.text
+    assert "Root login on db" not in page.text
+    assert "agent=WEB" in page.text  # the live stream is filtered by agent too
+    assert client.get("/alerts", params={"agent": "x" * 201}).status_code == 422
+
+
+def test_staged_alerts_are_left_out_unless_the_staged_filter_asks(server):  # noqa: F811
+    org = default_organisation(server)
+    _raise(server, org, title="Forwarded alert")
+    _raise(server, org, title="Trial rule alert", staged=True)
+    client = signed_in(server)
+    default = client.get("/alerts").text
+    assert "Forwarded alert" in default
+    assert "Trial rule alert" not in default
+    assert "data-staged-notice" not in default
+    only = client.get("/alerts", params={"staged": "only"}).text
+    assert "Trial rule alert" in only
+    assert "Forwarded alert" not in only
+    assert "data-staged-notice" in only
+    assert "not forwarded" in only
+    assert "staged=only" in only
+    both = client.get("/alerts", params={"staged": "include"}).text
+    assert "Trial rule alert" in both
+    assert "Forwarded alert" in both
+    assert client.get("/alerts", params={"staged": "maybe"}).status_code == 422
+    dashboard = client.get("/").text
+    assert "Alerts over time: 1" in dashboard
+    assert "Trial rule alert" not in dashboard

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from puffin.alert import service as alert_service
-from puffin.alert.schemas import AlertFilter
+from puffin.alert.schemas import AlertFilter, StagedFilter
 from puffin.app import build_state, prepare_database
 from puffin.auth import service as auth_service
 from puffin.core.db import transaction
@@ -68,7 +68,7 @@ def _alerts(state):
         return alert_service.list_alerts(
             session=session,
             organisation_id=state.extras["org"],
-            alert_filter=AlertFilter(),
+            alert_filter=AlertFilter(staged=StagedFilter.INCLUDE),
             page=PageParams(),
         )
 

@@ -114,6 +114,14 @@ class CommentCreate(BaseModel):
     text: str = Field(min_length=1, max_length=20_000)
 
 
+class StagedFilter(StrEnum):
+    """Whether a list shows alerts of staged rules, which are stored but not forwarded."""
+
+    EXCLUDE = "exclude"
+    INCLUDE = "include"
+    ONLY = "only"
+
+
 class AlertFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -121,13 +129,27 @@ class AlertFilter(BaseModel):
     min_severity: int | None = Field(default=None, ge=0, le=15)
     rule_id: str | None = Field(default=None, max_length=100)
     source_id: uuid.UUID | None = None
+    agent: str | None = Field(
+        default=None, max_length=200, description="the agent's (or syslog source's) name contains"
+    )
     status: AlertStatus | None = None
     open_only: bool = False
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = Field(default=None, max_length=200)
-    include_staged: bool = True
+    staged: StagedFilter = Field(
+        default=StagedFilter.EXCLUDE,
+        description="alerts of staged rules: `exclude` (default), `include` or `only`",
+    )
     updated_since: datetime | None = None
+
+
+class AlertChanges(BaseModel):
+    """Alerts changed after a moment: those a filter keeps, the ids of the rest, and until when."""
+
+    matching: list[AlertRead]
+    gone: list[uuid.UUID]
+    until: datetime
 
 
 class CountItem(BaseModel):

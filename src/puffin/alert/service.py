@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
@@ -11,9 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from puffin.alert.models import Alert, AlertComment
+from puffin.alert.outputs import AlertForwarded, AlertOutputs
 from puffin.alert.schemas import (
     OPEN_STATUSES,
     SEVERITY,
+    AlertChanges,
     AlertDetail,
     AlertFilter,
     AlertPage,
@@ -24,11 +27,15 @@ from puffin.alert.schemas import (
     CommentRead,
     CountItem,
     Detection,
+    StagedFilter,
 )
 from puffin.core.changes import diff, record_change
 from puffin.core.clock import utcnow
 from puffin.core.errors import NotFound
 from puffin.core.pagination import PageParams, paginate
+
+AGENT_FIELD = "agent"
+MAX_DEDUPE_KEY = 200  # the column's width
 
 TACTICS = (
     "reconnaissance",
@@ -65,17 +72,38 @@ def attack_from_tags(tags: list[str]) -> tuple[list[str], list[str]]:
 
 
 def dedupe_key(detection: Detection) -> str:
-    """Return the key whose repeats fold into one open alert: the chosen fields' values."""
+    """Return the key whose repeats fold into one open alert: the chosen fields' values.
+
+    The field `agent` stands for the agent (or syslog source) that sent the event.
+    """
     if not detection.dedupe_fields:
         return ""
-    parts = [f"{f}={detection.event.get(f, '')}" for f in detection.dedupe_fields]
-    return "|".join(parts)[:200]
+    parts = [f"{name}={_key_value(detection, name)}" for name in detection.dedupe_fields]
+    key = "|".join(parts)
+    if len(key) <= MAX_DEDUPE_KEY:
+        return key
+    # Cutting a long key could fold different values together; a digest cannot.
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", errors="replace")).hexdigest()
+
+
+def _key_value(detection: Detection, name: str) -> Any:
+    if name == AGENT_FIELD:
+        return detection.source_id or ""
+    return detection.event.get(name, detection.matched.get(name, ""))
 
 
 def raise_alert(
-    *, session: Session, organisation_id: uuid.UUID, detection: Detection
+    *,
+    session: Session,
+    organisation_id: uuid.UUID,
+    detection: Detection,
+    outputs: AlertOutputs | None = None,
 ) -> tuple[AlertRead, bool]:
-    """Store a detection as an alert, or fold it into an open one; return (alert, created)."""
+    """Store a detection as an alert, or fold it into an open one; return (alert, created).
+
+    A new alert of a rule that is not staged is forwarded to the outputs (after commit);
+    a fold is not a new alert and forwards nothing.
+    """
     now = detection.event_time or utcnow()
     key = dedupe_key(detection)
     if detection.dedupe_window_seconds:
@@ -108,7 +136,12 @@ def raise_alert(
     )
     session.add(alert)
     session.flush()
-    return AlertRead.model_validate(alert), True
+    read = AlertRead.model_validate(alert)
+    if outputs is not None and not detection.staged:
+        outputs.forward(
+            session=session, forwarded=AlertForwarded(organisation_id=organisation_id, alert=read)
+        )
+    return read, True
 
 
 def _open_duplicate(
@@ -122,9 +155,12 @@ def _open_duplicate(
             Alert.rule_id == detection.rule_id,
             Alert.dedupe_key == key,
             Alert.status.in_([s.value for s in OPEN_STATUSES]),
-            Alert.last_seen >= window_start,
+            Alert.staged.is_(detection.staged),
+            # The window runs from the alert's first hit: a long attack raises one alert
+            # per window, never one alert for ever.
+            Alert.first_seen >= window_start,
         )
-        .order_by(Alert.last_seen.desc())
+        .order_by(Alert.first_seen.desc())
         .limit(1)
     )
 
@@ -146,6 +182,9 @@ def _filtered(organisation_id: uuid.UUID, alert_filter: AlertFilter) -> Any:
         query = query.where(Alert.rule_id == alert_filter.rule_id)
     if alert_filter.source_id:
         query = query.where(Alert.source_id == alert_filter.source_id)
+    if alert_filter.agent:
+        agent = _contains(alert_filter.agent)
+        query = query.where(func.lower(Alert.source_name).like(agent, escape="\\"))
     if alert_filter.status:
         query = query.where(Alert.status == alert_filter.status)
     if alert_filter.open_only:
@@ -156,17 +195,24 @@ def _filtered(organisation_id: uuid.UUID, alert_filter: AlertFilter) -> Any:
         query = query.where(Alert.last_seen <= alert_filter.until)
     if alert_filter.updated_since:
         query = query.where(Alert.updated_at > alert_filter.updated_since)
-    if not alert_filter.include_staged:
+    if alert_filter.staged is StagedFilter.EXCLUDE:
         query = query.where(Alert.staged.is_(False))
+    elif alert_filter.staged is StagedFilter.ONLY:
+        query = query.where(Alert.staged.is_(True))
     if alert_filter.text:
-        escaped = alert_filter.text.lower().replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%"
+        pattern = _contains(alert_filter.text)
         query = query.where(
             func.lower(Alert.rule_title).like(pattern, escape="\\")
             | func.lower(Alert.summary).like(pattern, escape="\\")
             | func.lower(Alert.source_name).like(pattern, escape="\\")
         )
     return query
+
+
+def _contains(text: str) -> str:
+    """Return a LIKE pattern (escape character backslash) for lower-cased text inside."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def list_alerts(
@@ -179,6 +225,35 @@ def list_alerts(
         page=page,
         order_by=(Alert.last_seen.desc(), Alert.id),
         read=AlertRead.model_validate,
+    )
+
+
+def changed_since(
+    *,
+    session: Session,
+    organisation_id: uuid.UUID,
+    alert_filter: AlertFilter,
+    since: datetime,
+    limit: int,
+) -> AlertChanges:
+    """Return alerts changed after `since`, oldest change first: matching the filter, or not."""
+    rows = session.execute(
+        select(Alert.id, Alert.updated_at)
+        .where(Alert.organisation_id == organisation_id, Alert.updated_at > since)
+        .order_by(Alert.updated_at, Alert.id)
+        .limit(limit)
+    ).all()
+    if not rows:
+        return AlertChanges(matching=[], gone=[], until=since)
+    ids = [row.id for row in rows]
+    query = _filtered(organisation_id, alert_filter.model_copy(update={"updated_since": None}))
+    found = session.scalars(query.where(Alert.id.in_(ids)).order_by(Alert.updated_at, Alert.id))
+    matching = [AlertRead.model_validate(alert) for alert in found]
+    kept = {alert.id for alert in matching}
+    return AlertChanges(
+        matching=matching,
+        gone=[alert_id for alert_id in ids if alert_id not in kept],
+        until=rows[-1].updated_at,
     )
 
 
@@ -242,19 +317,29 @@ def add_comment(
 
 
 def stats(
-    *, session: Session, organisation_id: uuid.UUID, since: datetime, until: datetime, buckets: int
+    *,
+    session: Session,
+    organisation_id: uuid.UUID,
+    since: datetime,
+    until: datetime,
+    buckets: int,
+    include_staged: bool = False,
 ) -> AlertStats:
-    """Return alert counts over time, by level, top rules, top sources and ATT&CK tactics."""
+    """Return alert counts over time, by level, top rules, top sources and ATT&CK tactics.
+
+    Alerts of staged rules are left out unless asked for: they are not forwarded.
+    """
     width = max(int((until - since).total_seconds() // buckets), 1)
-    rows = session.execute(
-        select(
-            Alert.last_seen, Alert.level, Alert.rule_title, Alert.source_name, Alert.tactics
-        ).where(
-            Alert.organisation_id == organisation_id,
-            Alert.last_seen >= since,
-            Alert.last_seen <= until,
-        )
-    ).all()
+    query = select(
+        Alert.last_seen, Alert.level, Alert.rule_title, Alert.source_name, Alert.tactics
+    ).where(
+        Alert.organisation_id == organisation_id,
+        Alert.last_seen >= since,
+        Alert.last_seen <= until,
+    )
+    if not include_staged:
+        query = query.where(Alert.staged.is_(False))
+    rows = session.execute(query).all()
     over_time = [0] * buckets
     levels: Counter[str] = Counter()
     rules: Counter[str] = Counter()

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from puffin.detection.engine.ruleset import RuleErrors
 from puffin.detection.loader import LoadedRules, RuleCache, compile_correlations, load_rules
+from puffin.detection.placeholders import PlaceholderError, Placeholders, load_placeholders
 
 LEVEL_STYLES = {
     "critical": "bold red",
@@ -32,14 +35,39 @@ def _cache_path() -> Path:
     return (root if os.environ.get("PUFFIN_CACHE_DIR") else root / "puffin") / "rules.sqlite"
 
 
-def load_for_cli(rules: list[Path], console: Console, *, use_cache: bool = True) -> LoadedRules:
-    """Load rule paths (the built-in pack when none) and print each broken rule."""
+PlaceholdersOption = typer.Option(
+    None,
+    "--placeholders",
+    help="Values of %name% placeholders for `expand`: a YAML mapping of names to lists, "
+    "or a TOML file (a puffin.toml's [detection.placeholders]).",
+)
+
+
+def placeholders_for_cli(path: Path | None, console: Console) -> Placeholders:
+    """Read the `--placeholders` file, or exit 2 with the reason."""
+    if path is None:
+        return {}
+    try:
+        return load_placeholders(path)
+    except PlaceholderError as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(2) from error
+
+
+def load_for_cli(
+    rules: list[Path],
+    console: Console,
+    *,
+    use_cache: bool = True,
+    placeholders: Placeholders | None = None,
+) -> LoadedRules:
+    """Load rule paths (the built-in pack when none); print each broken rule and warning."""
     from puffin.detection.rules import builtin_pack_path
 
     paths = rules or [builtin_pack_path()]
     cache = RuleCache(_cache_path()) if use_cache else None
     try:
-        loaded = load_rules(paths, cache=cache)
+        loaded = load_rules(paths, cache=cache, placeholders=placeholders)
     except FileNotFoundError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
@@ -48,6 +76,14 @@ def load_for_cli(rules: list[Path], console: Console, *, use_cache: bool = True)
             cache.close()
     for problem in loaded.problems:
         console.print(f"[yellow]skipped rule[/yellow] {escape(str(problem))}", soft_wrap=True)
+    for rule in loaded.rules:
+        for warning in rule.warnings:
+            hint = " (give them with --placeholders FILE)" if "placeholder" in warning else ""
+            console.print(
+                f"[yellow]warning:[/yellow] {escape(rule.path)}: {escape(rule.title)} "
+                f"({rule.id}): {escape(warning)}{hint}",
+                soft_wrap=True,
+            )
     if not loaded.rules:
         console.print("[red]error:[/red] no rule could be loaded; check the --rules paths")
         raise typer.Exit(1)
@@ -62,13 +98,15 @@ def hunt(
     jsonl: Path | None = typer.Option(None, "--jsonl", help="Write every match to this file."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (default: all cores)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the compile cache."),
+    placeholders: Path | None = PlaceholdersOption,
 ) -> None:
     """Run Sigma rules over files offline and summarise the matches by rule and level."""
     from puffin.detection.hunt import find_sources, run_hunt, summary
 
     console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
-    loaded = load_for_cli(rules, console, use_cache=not no_cache)
+    values = placeholders_for_cli(placeholders, console)
+    loaded = load_for_cli(rules, console, use_cache=not no_cache, placeholders=values)
     correlations, problems = compile_correlations(loaded.correlations)
     for problem in problems:
         console.print(
@@ -105,6 +143,7 @@ def hunt(
             for match in result.matches:
                 out.write(json.dumps(match.to_json(), default=str) + "\n")
     _print_summary(summary(result.matches), console)
+    _print_rule_errors(result.rule_errors, {rule.id: rule.title for rule in loaded.rules}, console)
     seconds = time.perf_counter() - started
     console.print(
         f"{len(result.matches)} matches in {result.records:,} records from {result.files} files"
@@ -128,11 +167,32 @@ def _print_summary(rows: list[tuple[str, str, str, int]], console: Console) -> N
     console.print(table)
 
 
+def _print_rule_errors(
+    errors: Mapping[str, RuleErrors], titles: Mapping[str, str], console: Console
+) -> None:
+    """Print the rules that raised while matching (each error skipped that rule only)."""
+    if not errors:
+        return
+    table = Table(title="Rules that raised errors (their other records were still matched)")
+    table.add_column("Rule")
+    table.add_column("Rule id", style="dim")
+    table.add_column("Errors", justify="right")
+    table.add_column("Last error")
+    ranked = sorted(errors.items(), key=lambda item: (-item[1].count, item[0]))
+    for rule_id, entry in ranked:
+        title = escape(titles.get(rule_id, ""))
+        table.add_row(title, rule_id, f"{entry.count:,}", escape(entry.last[:200]))
+    console.print(table)
+    total = sum(entry.count for entry in errors.values())
+    console.print(f"{len(errors)} rules raised {total:,} errors")
+
+
 def logtest(
     rules: list[Path] = typer.Option(
         [], "--rules", "-r", help="A rule file or folder; repeatable. Default: built-in pack."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per event."),
+    placeholders: Path | None = PlaceholdersOption,
 ) -> None:
     """Read log lines or JSON events on standard input; show decoding and matching rules."""
     from puffin.detection.detector import Detector
@@ -142,7 +202,8 @@ def logtest(
 
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
-    loaded = load_for_cli(rules, errors)
+    values = placeholders_for_cli(placeholders, errors)
+    loaded = load_for_cli(rules, errors, placeholders=values)
     correlations, problems = compile_correlations(loaded.correlations)
     for problem in problems:
         errors.print(f"[yellow]skipped correlation[/yellow] {escape(str(problem))}", soft_wrap=True)

@@ -17,7 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from puffin.cli.common import ConfigOption, DataDirOption, console, errors, fail, load
+from puffin.core.settings import Settings
 from puffin.detection.engine.compiler import LEVELS
+from puffin.detection.placeholders import PlaceholderError, Placeholders, load_placeholders
 from puffin.detection.registry import (
     CACHE_FILE,
     Pack,
@@ -28,6 +30,7 @@ from puffin.detection.registry import (
     builtin_pack_path,
     pack_files,
 )
+from puffin.detection.rule_catalogue import RuleSettingsUpdate
 from puffin.detection.rule_packs import PackError, commit_pack, pack_name, stage_pack
 
 app = typer.Typer(no_args_is_help=True)
@@ -59,7 +62,11 @@ def import_pack(
             fail(f"cannot read {source}: {error}")
     final = settings.data_dir / "rules" / pack
     try:
-        snapshot = _load([Pack(pack, staged, tuple(pack_files(staged)))], settings.data_dir)
+        snapshot = _load(
+            [Pack(pack, staged, tuple(pack_files(staged)))],
+            settings.data_dir,
+            settings.detection.placeholders,
+        )
         if not snapshot.entries:
             _print_problems(snapshot, final)
             fail(f"no rule could be loaded from {source}; pack {pack!r} was left as it was")
@@ -81,8 +88,7 @@ def list_rules(
     if level is not None and level not in LEVELS:
         fail(f"--level must be one of {', '.join(LEVELS)}", 2)
     settings = load(config, data_dir)
-    registry = RuleRegistry(settings.data_dir)
-    snapshot = _load(registry.packs(), settings.data_dir)
+    snapshot = _server_snapshot(settings)
     table = Table("title", "level", "status", "logsource", "pack")
     table.add_column("id", overflow="fold", min_width=36)
     shown = [e for e in snapshot.entries.values() if _wanted(e, pack, level, text)]
@@ -96,19 +102,89 @@ def list_rules(
             entry.id,
         )
     console.print(table)
-    console.print(f"{len(shown)} of {len(snapshot.entries)} rules; {len(snapshot.problems)} broken")
+    warned = sum(1 for entry in shown if entry.warnings)
+    console.print(
+        f"{len(shown)} of {len(snapshot.entries)} rules; {len(snapshot.problems)} broken; "
+        f"{warned} with warnings (`puffin rules lint` shows them)"
+    )
+
+
+@app.command("enable")
+def enable(
+    rule_id: Annotated[str, typer.Argument(help="The rule's id (as `puffin rules list` shows).")],
+    org: Annotated[str, typer.Option("--org", help="The organisation's slug.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Enable a rule in one organisation (a running server applies it to its next events)."""
+    _switch(rule_id, org, RuleSettingsUpdate(enabled=True), config, data_dir)
+
+
+@app.command("disable")
+def disable(
+    rule_id: Annotated[str, typer.Argument(help="The rule's id (as `puffin rules list` shows).")],
+    org: Annotated[str, typer.Option("--org", help="The organisation's slug.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Disable a rule in one organisation: its matches raise no alerts there."""
+    _switch(rule_id, org, RuleSettingsUpdate(enabled=False), config, data_dir)
+
+
+def _switch(
+    rule_id: str,
+    org: str,
+    change: RuleSettingsUpdate,
+    config: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """Change one rule's switches in one organisation, as the CLI (audited)."""
+    from puffin.cli.common import cli_session, organisation_id_of, state_for
+    from puffin.detection import rule_catalogue
+
+    settings = load(config, data_dir)
+    snapshot = _server_snapshot(settings)
+    state = state_for(settings)
+    try:
+        with cli_session(state) as session:
+            switch = rule_catalogue.update_settings(
+                session=session,
+                snapshot=snapshot,
+                organisation_id=organisation_id_of(session, org),
+                rule_id=rule_id,
+                settings_in=change,
+            )
+    finally:
+        state.engine.dispose()
+    title = snapshot.entries[rule_id].title
+    state_text = "enabled" if switch.enabled else "disabled"
+    staged = ", staged (alerts stored, not forwarded)" if switch.staged else ""
+    _line(f"rule {rule_id} ({title}) is {state_text}{staged} in organisation {org}")
 
 
 @app.command("lint")
 def lint(
     paths: Annotated[list[Path], typer.Argument(help="Rule files, folders or zip archives.")],
+    placeholders: Annotated[
+        Path | None,
+        typer.Option(
+            "--placeholders",
+            help="Values of %name% placeholders: YAML names to lists, or a puffin.toml.",
+        ),
+    ] = None,
 ) -> None:
     """Load rules and report broken ones, unmapped logsources, warnings and duplicate ids."""
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         fail(f"no such file or folder: {', '.join(missing)}", 2)
+    values: Placeholders = {}
+    if placeholders is not None:
+        try:
+            values = load_placeholders(placeholders)
+        except PlaceholderError as error:
+            fail(escape(str(error)), 2)
     packs = [Pack(path.name, path, tuple(pack_files(path))) for path in paths]
-    snapshot = _load(packs, None)
+    snapshot = _load(packs, None, values)
     for problem in snapshot.problems:
         _line(f"{problem.path}:{problem.line}: error: {problem.reason}")
     warnings = 0
@@ -204,7 +280,15 @@ def _suffix(url: str) -> str:
     return suffix if suffix in (".zip", ".yml", ".yaml") else ".zip"
 
 
-def _load(packs: Sequence[Pack], data_dir: Path | None) -> RuleSetSnapshot:
+def _server_snapshot(settings: Settings) -> RuleSetSnapshot:
+    """Load the packs a server with these settings loads, with its placeholders."""
+    registry = RuleRegistry(settings.data_dir)
+    return _load(registry.packs(), settings.data_dir, settings.detection.placeholders)
+
+
+def _load(
+    packs: Sequence[Pack], data_dir: Path | None, placeholders: Placeholders
+) -> RuleSetSnapshot:
     """Load packs with a progress bar, through the compile cache when there is a data dir."""
     from puffin.detection.loader import RuleCache
 
@@ -217,7 +301,7 @@ def _load(packs: Sequence[Pack], data_dir: Path | None) -> RuleSetSnapshot:
             def step(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            return build_snapshot(packs, cache, {}, step)
+            return build_snapshot(packs, cache, placeholders, step)
     finally:
         if cache is not None:
             cache.close()

@@ -16,7 +16,7 @@ import os
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +26,7 @@ import orjson
 from puffin.detection.detector import Detector, event_time
 from puffin.detection.engine.compiler import CompiledRule
 from puffin.detection.engine.correlation import CompiledCorrelation
-from puffin.detection.engine.ruleset import RuleSet
+from puffin.detection.engine.ruleset import RuleErrors, RuleSet
 from puffin.ingest.windows import flatten_evtx_record
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -202,10 +202,16 @@ def _start_worker(rules_json: str) -> None:
     _WORKER = Detector(RuleSet(rules))
 
 
-def _work(path: str) -> tuple[list[dict[str, Any]], int]:
+def _work(path: str) -> tuple[list[dict[str, Any]], int, dict[str, tuple[int, str]]]:
     assert _WORKER is not None
+    before = {rule_id: e.count for rule_id, e in _WORKER.rules.errors.items()}
     matches, records = hunt_file(_WORKER, Path(path))
-    return [m.to_json() for m in matches], records
+    raised = {
+        rule_id: (e.count - before.get(rule_id, 0), e.last)
+        for rule_id, e in _WORKER.rules.errors.items()
+        if e.count > before.get(rule_id, 0)
+    }
+    return [m.to_json() for m in matches], records, raised
 
 
 @dataclass
@@ -216,6 +222,13 @@ class HuntResult:
     records: int
     files: int
     errors: list[str]
+    rule_errors: dict[str, RuleErrors] = field(default_factory=dict)
+
+    def count_rule_errors(self, rule_id: str, count: int, last: str) -> None:
+        """Add errors a rule raised (the engine counted them and went on)."""
+        entry = self.rule_errors.setdefault(rule_id, RuleErrors())
+        entry.count += count
+        entry.last = last or entry.last
 
 
 def run_hunt(
@@ -233,6 +246,8 @@ def run_hunt(
         detector = Detector(RuleSet(rules), correlations)
         for source in sources:
             _one(result, source, lambda s: hunt_file(detector, s.path), on_file_done)
+        for rule_id, errors in detector.rules.errors.items():
+            result.count_rule_errors(rule_id, errors.count, errors.last)
         return result
     payload = json.dumps([rule.to_json() for rule in rules])
     with ProcessPoolExecutor(
@@ -240,12 +255,16 @@ def run_hunt(
     ) as pool:
         futures = {pool.submit(_work, str(source.path)): source for source in sources}
         for future in as_completed(futures):
-            _one(result, futures[future], partial(_finished, future), on_file_done)
+            _one(result, futures[future], partial(_finished, future, result), on_file_done)
     return result
 
 
-def _finished(future: Future[Any], _source: Source) -> tuple[list[HuntMatch], int]:
-    items, records = future.result()
+def _finished(
+    future: Future[Any], result: HuntResult, _source: Source
+) -> tuple[list[HuntMatch], int]:
+    items, records, raised = future.result()
+    for rule_id, (count, last) in raised.items():
+        result.count_rule_errors(rule_id, count, last)
     matches = [HuntMatch(**{**item, "tags": tuple(item["tags"])}) for item in items]
     return matches, records
 

@@ -21,6 +21,7 @@ import yaml
 from puffin.core.state import AppState
 from puffin.detection.engine.compiler import CompiledRule
 from puffin.detection.engine.correlation import CompiledCorrelation
+from puffin.detection.engine.options import Dedupe
 from puffin.detection.engine.ruleset import RuleSet
 from puffin.detection.loader import (
     RULE_SUFFIXES,
@@ -61,6 +62,7 @@ class RuleEntry:
     description: str = ""
     falsepositives: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    dedupe: Dedupe | None = None  # the rule's own `puffin: dedupe`; None: the server default
 
     @property
     def logsource(self) -> str:
@@ -101,6 +103,11 @@ class RuleSetSnapshot:
     problems: tuple[PackProblem, ...]
     packs: tuple[str, ...]
     loaded_at: datetime
+
+    def dedupe_of(self, rule_id: str) -> Dedupe | None:
+        """Return the rule's own dedupe option, None when it has none (or is unknown)."""
+        entry = self.entries.get(rule_id)
+        return entry.dedupe if entry else None
 
     def pack_of(self, rule_id: str) -> str | None:
         """Return the pack a rule came from, or None for an unknown id."""
@@ -332,6 +339,7 @@ def _entry_of(rule: CompiledRule, pack: Pack, file: str, line: int) -> RuleEntry
         description=rule.description,
         falsepositives=rule.falsepositives,
         warnings=rule.warnings,
+        dedupe=rule.dedupe,
     )
 
 
@@ -366,6 +374,7 @@ def _correlation_entry(
         tags=tuple(correlation.tags),
         description=str(document.get("description") or ""),
         falsepositives=tuple(str(f) for f in document.get("falsepositives") or ()),
+        dedupe=correlation.dedupe,
     )
 
 

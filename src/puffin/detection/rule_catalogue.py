@@ -45,6 +45,13 @@ class LogsourceRead(BaseModel):
     service: str
 
 
+class DedupeRead(BaseModel):
+    """A rule's own `puffin: dedupe`: repeats with the same field values fold into one alert."""
+
+    fields: list[str] = Field(description="`agent` is the agent or syslog source that sent it")
+    window_seconds: int = Field(description="from the alert's first hit; 0 turns folding off")
+
+
 class RuleRead(BaseModel):
     """A rule in a list, with its state in the caller's organisation."""
 
@@ -62,6 +69,9 @@ class RuleRead(BaseModel):
     staged: bool
     unmapped: list[str] = Field(description="logsource parts no event mapping knows")
     warnings: list[str]
+    dedupe: DedupeRead | None = Field(
+        default=None, description="the rule's own dedupe; null: the server's [detection.dedupe]"
+    )
 
 
 class RuleErrorsRead(BaseModel):
@@ -263,6 +273,11 @@ def _read(entry: RuleEntry, switch: RuleSwitch, snapshot: RuleSetSnapshot) -> Ru
         staged=switch.staged,
         unmapped=list(snapshot.ruleset.unmapped.get(entry.id, [])),
         warnings=list(entry.warnings),
+        dedupe=(
+            DedupeRead(fields=list(entry.dedupe.fields), window_seconds=entry.dedupe.window_seconds)
+            if entry.dedupe
+            else None
+        ),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from puffin.alert import service as alert_service
+from puffin.alert.outputs import AlertOutputs
 from puffin.alert.schemas import Detection, Level
 from puffin.core.changes import Actor, set_actor
 from puffin.core.db import transaction
@@ -64,6 +65,24 @@ class AlertPolicy:
     dedupe_window_seconds: int = 0
 
 
+class RulePolicies:
+    """Each rule's alert policy: its own `puffin: dedupe` from the registry, else the default.
+
+    Read from the registry's current snapshot on every call, so a reload that changes a
+    rule's window takes effect with the rules themselves.
+    """
+
+    def __init__(self, current: Callable[[], Any], default: AlertPolicy) -> None:
+        self._current = current
+        self.default = default
+
+    def __call__(self, rule_id: str) -> AlertPolicy:
+        own = self._current().dedupe_of(rule_id)
+        if own is None:
+            return self.default
+        return AlertPolicy(own.fields, own.window_seconds)
+
+
 @dataclass
 class DetectionStats:
     """Counters for the metrics page."""
@@ -87,7 +106,7 @@ class DetectionWorker:
     source_names: Callable[[uuid.UUID], str] = lambda _source_id: ""
     batch_size: int = 2000
     stats: DetectionStats = field(default_factory=DetectionStats)
-    on_alert: Callable[[uuid.UUID], None] | None = None
+    outputs: AlertOutputs | None = None
 
     def run_once(self) -> int:
         """Process one batch of new events; return how many were read."""
@@ -150,13 +169,14 @@ class DetectionWorker:
             dedupe_window_seconds=policy.dedupe_window_seconds,
             staged=switch.staged,
         )
-        alert, created = alert_service.raise_alert(
-            session=session, organisation_id=event.organisation_id, detection=detection
+        _, created = alert_service.raise_alert(
+            session=session,
+            organisation_id=event.organisation_id,
+            detection=detection,
+            outputs=self.outputs,
         )
         if created:
             self.stats.alerts_created += 1
-            if self.on_alert is not None:
-                self.on_alert(alert.id)
         else:
             self.stats.alerts_folded += 1
 

@@ -10,9 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import StreamingResponse
+from pydantic import ConfigDict
 
 from puffin.alert import service as alert_service
 from puffin.alert.schemas import (
+    AlertChanges,
     AlertDetail,
     AlertFilter,
     AlertPage,
@@ -30,6 +32,16 @@ from puffin.core.pagination import PageParams
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
+class AlertQuery(AlertFilter):
+    """The alert filters as query parameters, beside paging and stream parameters.
+
+    FastAPI hands every query parameter to a query model, so the filter's own refusal of
+    unknown fields would refuse `limit`, `offset` and `max_seconds` too.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+
 def _org(principal: Reader) -> uuid.UUID:
     assert principal.organisation_id is not None
     return principal.organisation_id
@@ -40,7 +52,7 @@ def list_alerts(
     principal: Reader,
     session: SessionDep,
     page: Annotated[PageParams, Depends()],
-    alert_filter: Annotated[AlertFilter, Query()],
+    alert_filter: Annotated[AlertQuery, Query()],
 ) -> AlertPage:
     """List alerts, newest activity first, filtered by level, rule, source, status, time, text."""
     return alert_service.list_alerts(
@@ -67,26 +79,34 @@ def alert_stats(
 
 
 STREAM_POLL_SECONDS = 0.5
+STREAM_BATCH = 200
 
 
 @router.get("/stream", response_class=StreamingResponse)
 async def alert_stream(
     principal: StreamingReader,
     state: StateDep,
+    alert_filter: Annotated[AlertQuery, Query()],
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 3600,
 ) -> StreamingResponse:
-    """Stream new and updated alerts as Server-Sent Events (`event: alert`)."""
+    """Stream new and updated alerts as Server-Sent Events, filtered like the list.
+
+    `event: alert` carries an alert that matches the filters; `event: gone` carries the id
+    of an alert that changed and no longer matches them (closed under an "open" filter),
+    so a filtered view can drop its row. Alerts of staged rules are left out unless the
+    filter asks for them.
+    """
     organisation_id = _org(principal)
 
-    def changed_since(since: datetime) -> list[AlertRead]:
+    def changed_since(since: datetime) -> AlertChanges:
         with transaction(state.session_factory) as session:
-            page = alert_service.list_alerts(
+            return alert_service.changed_since(
                 session=session,
                 organisation_id=organisation_id,
-                alert_filter=AlertFilter(updated_since=since),
-                page=PageParams(limit=200),
+                alert_filter=alert_filter,
+                since=since,
+                limit=STREAM_BATCH,
             )
-        return page.items
 
     async def events() -> AsyncIterator[str]:
         since = utcnow()
@@ -94,10 +114,12 @@ async def alert_stream(
         yield "retry: 2000\n\n"
         while asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(STREAM_POLL_SECONDS)
-            items = await asyncio.to_thread(changed_since, since)
-            for alert in sorted(items, key=lambda a: a.updated_at):
-                since = max(since, alert.updated_at)
+            changes = await asyncio.to_thread(changed_since, since)
+            since = changes.until
+            for alert in changes.matching:
                 yield f"event: alert\ndata: {alert.model_dump_json()}\n\n"
+            for alert_id in changes.gone:
+                yield f'event: gone\ndata: {{"id": "{alert_id}"}}\n\n'
             yield ": keep-alive\n\n"
 
     return StreamingResponse(

@@ -44,7 +44,9 @@ from sigma.types import (
     SpecialChars,
 )
 
-ENGINE_VERSION = "1"
+from puffin.detection.engine.options import Dedupe, dedupe_of
+
+ENGINE_VERSION = "2"  # 2: rules carry their `puffin:` dedupe option
 MIN_LITERAL = 3
 LEVELS = ("informational", "low", "medium", "high", "critical")
 
@@ -78,6 +80,15 @@ class CompiledRule:
     falsepositives: tuple[str, ...] = ()
     path: str = ""
     line: int = 0
+    dedupe_fields: tuple[str, ...] = ()
+    dedupe_window: int | None = None  # None: the rule has no `puffin: dedupe` of its own
+
+    @property
+    def dedupe(self) -> Dedupe | None:
+        """Return the rule's own dedupe option, or None to use the server's default."""
+        if self.dedupe_window is None:
+            return None
+        return Dedupe(self.dedupe_fields, self.dedupe_window)
 
     def to_json(self) -> dict[str, Any]:
         """Return the rule as JSON-ready data."""
@@ -87,7 +98,7 @@ class CompiledRule:
     def from_json(cls, data: Mapping[str, Any]) -> CompiledRule:
         """Rebuild a rule from `to_json` data."""
         values = dict(data)
-        for name in ("tags", "fields", "warnings", "falsepositives"):
+        for name in ("tags", "fields", "warnings", "falsepositives", "dedupe_fields"):
             values[name] = tuple(values.get(name) or ())
         if values.get("literals") is not None:
             values["literals"] = tuple((f, lit) for f, lit in values["literals"])
@@ -500,6 +511,10 @@ def compile_rule(
     """Compile one parsed Sigma rule; raise UnsupportedRule with the reason when it cannot."""
     if rule.errors:
         raise UnsupportedRule(str(rule.errors[0]))
+    try:
+        dedupe = dedupe_of(rule.custom_attributes or {})
+    except ValueError as error:
+        raise UnsupportedRule(str(error)) from error
     ctx = _Context(placeholders or {})
     named = {name: _detection(d, ctx) for name, d in rule.detection.detections.items()}
     trees = []
@@ -528,6 +543,8 @@ def compile_rule(
         warnings=tuple(ctx.warnings),
         description=rule.description or "",
         falsepositives=tuple(str(f) for f in rule.falsepositives),
+        dedupe_fields=dedupe.fields if dedupe else (),
+        dedupe_window=dedupe.window_seconds if dedupe else None,
     )
 
 

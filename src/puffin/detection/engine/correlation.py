@@ -17,6 +17,8 @@ from sigma.correlations import (
     SigmaRuleReference,
 )
 
+from puffin.detection.engine.options import Dedupe, dedupe_of
+
 CorrelationType = Literal["event_count", "value_count", "temporal", "temporal_ordered"]
 ThresholdOp = Literal["gt", "gte", "lt", "lte", "eq", "neq"]
 
@@ -76,6 +78,7 @@ class CompiledCorrelation:
     name: str = ""
     tags: tuple[str, ...] = ()
     rule_identifiers: tuple[tuple[str, ...], ...] = ()
+    dedupe: Dedupe | None = None  # the correlation's own `puffin: dedupe`, if it has one
 
     @property
     def closes_window(self) -> bool:
@@ -105,6 +108,10 @@ def compile_correlation(rule: SigmaCorrelationRule) -> CompiledCorrelation:
     identity = str(rule.id) if rule.id else (rule.name or "")
     if not identity:
         raise ValueError(f"{_label(rule)}: a correlation needs an id or a name")
+    try:
+        dedupe = dedupe_of(rule.custom_attributes or {})
+    except ValueError as error:
+        raise ValueError(f"{_label(rule)}: {error}") from error
     return CompiledCorrelation(
         id=identity,
         title=rule.title,
@@ -122,6 +129,7 @@ def compile_correlation(rule: SigmaCorrelationRule) -> CompiledCorrelation:
         name=rule.name or "",
         tags=tuple(str(tag) for tag in rule.tags),
         rule_identifiers=identifiers,
+        dedupe=dedupe,
     )
 
 

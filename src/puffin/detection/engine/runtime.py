@@ -10,6 +10,7 @@ value of the event joined by new lines, for keyword (full-text) detections.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -37,7 +38,12 @@ def _text(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # an integer past Python's 4,300 digits cannot become text
+        return ""
 
 
 def _texts(value: Any) -> str | tuple[str, ...] | None:
@@ -137,9 +143,13 @@ def _number(text: str) -> float | None:
         return float(text)
     except ValueError:
         try:
-            return float(int(text, 0))
+            whole = int(text, 0)
         except ValueError:
             return None
+        try:
+            return float(whole)
+        except OverflowError:  # a huge hexadecimal number: larger than any threshold
+            return math.inf if whole > 0 else -math.inf
 
 
 def compare(value: Any, operator: str, number: float) -> bool:

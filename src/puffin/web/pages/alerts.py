@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -12,7 +13,14 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from puffin.alert import service as alert_service
-from puffin.alert.schemas import AlertFilter, AlertPage, AlertStatus, AlertUpdate, CommentCreate
+from puffin.alert.schemas import (
+    AlertFilter,
+    AlertPage,
+    AlertStatus,
+    AlertUpdate,
+    CommentCreate,
+    StagedFilter,
+)
 from puffin.auth.dependencies import SessionDep
 from puffin.core.errors import InvalidInput
 from puffin.core.pagination import PageParams
@@ -24,7 +32,13 @@ from puffin.web.security import set_flash
 router = console_router("/alerts")
 
 PAGE_SIZE = 50
-_FILTERS = ("level", "rule_id", "status", "text", "since", "until")
+_FILTERS = ("level", "rule_id", "agent", "status", "staged", "text", "since", "until")
+STREAM_URL = "/api/v1/alerts/stream"
+STAGED_OPTIONS = [
+    ("", "hidden (forwarded alerts only)"),
+    (StagedFilter.ONLY.value, "staged rules only (stored, not forwarded)"),
+    (StagedFilter.INCLUDE.value, "shown beside the others"),
+]
 
 
 @router.get("", response_class=HTMLResponse)
@@ -33,12 +47,9 @@ def alerts_page(
 ) -> HTMLResponse:
     """Show alerts, newest activity first, with filters; new ones arrive live."""
     values = {name: request.query_params.get(name, "") for name in _FILTERS}
-    open_only = values["status"] == "open"
-    form = {k: v for k, v in values.items() if not (k == "status" and open_only)}
-    alert_filter, errors = parse_form(AlertFilter, form)
+    alert_filter, errors = _alert_filter(values)
     page = AlertPage(items=[], total=0, offset=0, limit=PAGE_SIZE)
     if alert_filter is not None:
-        alert_filter = alert_filter.model_copy(update={"open_only": open_only})
         page = alert_service.list_alerts(
             session=session,
             organisation_id=organisation_of(console),
@@ -56,12 +67,32 @@ def alerts_page(
             "query": query,
             "status_options": [("", "any"), ("open", "open (new or acknowledged)")]
             + [(s.value, s.value) for s in AlertStatus],
-            "live": not any(values.values()) and offset == 0,
+            "staged_options": STAGED_OPTIONS,
+            "showing_staged": alert_filter is not None
+            and alert_filter.staged is not StagedFilter.EXCLUDE,
+            # Later pages are a snapshot; the first page follows the same filters live.
+            "live_url": _stream_url(alert_filter) if alert_filter and offset <= 0 else None,
         },
         console=console,
         section="alerts",
         status_code=422 if errors else 200,
     )
+
+
+def _alert_filter(values: dict[str, str]) -> tuple[AlertFilter | None, dict[str, str]]:
+    """Return the filter the form asks for (status "open" means new or acknowledged)."""
+    open_only = values["status"] == "open"
+    form = {k: v for k, v in values.items() if not (k == "status" and open_only)}
+    alert_filter, errors = parse_form(AlertFilter, form)
+    if alert_filter is None:
+        return None, errors
+    return alert_filter.model_copy(update={"open_only": open_only}), errors
+
+
+def _stream_url(alert_filter: AlertFilter) -> str:
+    """Return the event stream's address with the same filters, for the page's live rows."""
+    params = alert_filter.model_dump(mode="json", exclude_defaults=True)
+    return f"{STREAM_URL}?{urlencode(params)}" if params else STREAM_URL
 
 
 @router.get("/{alert_id}", response_class=HTMLResponse)

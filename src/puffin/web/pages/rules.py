@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from puffin.alert import service as alert_service
-from puffin.alert.schemas import AlertFilter
+from puffin.alert.schemas import AlertFilter, StagedFilter
 from puffin.auth.dependencies import SessionDep
 from puffin.core.errors import Forbidden, InvalidInput
 from puffin.core.pagination import PageParams
@@ -168,13 +168,13 @@ def change_settings(
 
 
 def _alert_count(session: Session, organisation_id: Any, rule_id: str) -> int | None:
-    """Return how many alerts the rule raised in this organisation (one counting query)."""
+    """Return how many alerts the rule raised in this organisation, staged or not."""
     if len(rule_id) > 100:
         return None
     found = alert_service.list_alerts(
         session=session,
         organisation_id=organisation_id,
-        alert_filter=AlertFilter(rule_id=rule_id),
+        alert_filter=AlertFilter(rule_id=rule_id, staged=StagedFilter.INCLUDE),
         page=PageParams(limit=1),
     )
     return found.total
