@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puffin import __version__
+from puffin.alert.outputs import STATE_KEY as ALERT_OUTPUTS_KEY
+from puffin.alert.outputs import AlertOutputs
 from puffin.api import errors as api_errors
 from puffin.api.agent_gateway import router as agent_gateway_router
 from puffin.api.health import router as health_router
@@ -92,7 +94,10 @@ def build_state(settings: Settings) -> AppState:
         tls_fingerprint=fingerprint,
         extras={
             "event_store": EventStore(events_engine),
-            RULE_REGISTRY_KEY: RuleRegistry(settings.data_dir),
+            RULE_REGISTRY_KEY: RuleRegistry(
+                settings.data_dir, placeholders=settings.detection.placeholders
+            ),
+            ALERT_OUTPUTS_KEY: AlertOutputs(),
         },
     )
 
@@ -188,7 +193,15 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_database(state, announce)
         snapshot = await asyncio.to_thread(rule_registry(state).reload)
-        logger.info("rules: %d loaded, %d problems", len(snapshot.entries), len(snapshot.problems))
+        warned = [e for e in snapshot.entries.values() if e.warnings]
+        logger.info(
+            "rules: %d loaded, %d problems, %d with warnings",
+            len(snapshot.entries),
+            len(snapshot.problems),
+            len(warned),
+        )
+        for entry in warned:
+            logger.warning("rule %s (%s): %s", entry.id, entry.file, "; ".join(entry.warnings))
         writer = GroupCommitWriter(event_store(state))
         state.extras["event_writer"] = writer
         writer.start()

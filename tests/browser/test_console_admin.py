@@ -3,118 +3,14 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-
-from puffin.app import create_app
-from puffin.core.settings import Settings
-from puffin.core.tls import ensure_certificate
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-MAX_FAILURES = 3
 SCREENSHOT = Path("/tmp/puffin-console-admin.png")
-
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)", allow_module_level=True)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@dataclass
-class LiveServer:
-    """A Puffin server on loopback over HTTPS."""
-
-    url: str
-    cert_file: Path
-    admin_password: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("puffin")
-    paths = ensure_certificate(data_dir, None, None)
-    port = _free_port()
-    settings = Settings(
-        data_dir=data_dir,
-        environment="test",
-        tls=True,
-        port=port,
-        login_max_failures=MAX_FAILURES,
-    )
-    announced: list[str] = []
-    app = create_app(settings, announce=announced.append)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=str(paths.cert_file),
-        ssl_keyfile=str(paths.key_file),
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    password = announced[0].split("password: ")[1].strip()
-    yield LiveServer(f"https://127.0.0.1:{port}", paths.cert_file, password)
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 900})
-    # Generous: in CI these tests share two cores with the outage and e2e tests.
-    context.set_default_timeout(30_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
-
-
-def sign_in(page, server: LiveServer, username: str, password: str) -> None:
-    page.goto(f"{server.url}/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    # Wait for the answer to the form itself, so a slow server cannot race the caller's
-    # next step (CI once timed out waiting for the dashboard after a sign-in).
-    with page.expect_navigation():
-        page.get_by_role("button", name="Sign in").click()
 
 
 def test_admin_creates_organisation_user_and_key_then_switches_and_reads_the_trail(
@@ -183,10 +79,10 @@ def test_admin_creates_organisation_user_and_key_then_switches_and_reads_the_tra
     assert "created API key browser-test" in rows.first.inner_text()
 
 
-def test_wrong_password_then_lockout_message(page, live_server):
+def test_wrong_password_then_lockout_message(page, live_server, sign_in):
     sign_in(page, live_server, "nobody-here", "wrong-password")
     assert page.locator("#login-error").inner_text() == "Wrong username or password."
-    for _ in range(MAX_FAILURES - 1):
+    for _ in range(live_server.max_failures - 1):
         sign_in(page, live_server, "nobody-here", "wrong-password")
     sign_in(page, live_server, "nobody-here", "wrong-password")
     message = page.locator("#login-error").inner_text()
@@ -194,7 +90,7 @@ def test_wrong_password_then_lockout_message(page, live_server):
     assert re.search(r"try again in \d+ s", message)
 
 
-def test_theme_toggle_is_remembered_and_keyboard_shortcuts_work(page, live_server):
+def test_theme_toggle_is_remembered_and_keyboard_shortcuts_work(page, live_server, sign_in):
     sign_in(page, live_server, "admin", live_server.admin_password)
     page.wait_for_url(f"{live_server.url}/")
     assert page.locator("html").get_attribute("data-theme") == "dark"

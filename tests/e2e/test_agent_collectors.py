@@ -60,7 +60,15 @@ def test_agent_watches_a_fim_folder_and_runs_rootcheck(tmp_path):
             verify=context,
         ).json()
         enrolled = _agent(
-            "enroll", "--server", base, "--token", token["token"], "--state-dir", str(agent_dir)
+            "enroll",
+            "--server",
+            base,
+            "--token",
+            token["token"],
+            "--fingerprint",
+            token["server_fingerprint"],
+            "--state-dir",
+            str(agent_dir),
         )
         assert enrolled.returncode == 0, enrolled.stderr
         agent = subprocess.Popen(

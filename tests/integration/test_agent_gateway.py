@@ -167,7 +167,7 @@ def test_keepalive_delivers_config_and_tasks_and_takes_results(server):
     ).json()
     reply = server.post(
         "/api/agent/v1/keepalive",
-        json={"health": {"queued": 3}, "config_version": 0},
+        json={"health": {"queued": 3}, "config_hash": ""},
         headers=agent,
     ).json()
     assert reply["config"] == {"fim": {"paths": ["/etc"]}}
@@ -175,7 +175,7 @@ def test_keepalive_delivers_config_and_tasks_and_takes_results(server):
     second = server.post(
         "/api/agent/v1/keepalive",
         json={
-            "config_version": reply["config_version"],
+            "config_hash": reply["config_hash"],
             "task_results": [
                 {"task_id": task["id"], "ok": False, "result": {"error": "no such process"}}
             ],

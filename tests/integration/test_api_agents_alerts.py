@@ -115,9 +115,23 @@ def test_group_configuration_merges_into_the_agent_config(admin):
         "/api/v1/agent-groups", json={"name": "linux", "config": {"fim": {"paths": ["/etc"]}}}
     )
     with transaction(admin.app_state.session_factory) as session:
-        version, config = endpoint_service.effective_config(session=session, agent_id=agent_id)
+        digest, config = endpoint_service.effective_config(session=session, agent_id=agent_id)
     assert config == {"fim": {"paths": ["/etc"]}}
-    assert version == 2
+    # The agent is told about a change by the hash of what it gets, not by a counter:
+    # saving the same configuration again changes nothing, a new one changes the hash.
+    admin.put(
+        "/api/v1/agent-groups", json={"name": "linux", "config": {"fim": {"paths": ["/etc"]}}}
+    )
+    with transaction(admin.app_state.session_factory) as session:
+        same, _ = endpoint_service.effective_config(session=session, agent_id=agent_id)
+    admin.put(
+        "/api/v1/agent-groups", json={"name": "linux", "config": {"fim": {"paths": ["/srv"]}}}
+    )
+    with transaction(admin.app_state.session_factory) as session:
+        changed, config = endpoint_service.effective_config(session=session, agent_id=agent_id)
+    assert same == digest
+    assert changed != digest
+    assert config == {"fim": {"paths": ["/srv"]}}
 
 
 def _detect(client, **extra) -> None:

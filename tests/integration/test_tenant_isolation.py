@@ -49,6 +49,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/agents/{agent_id}"): {"groups": ["owned"]},
     ("DELETE", "/api/v1/agents/{agent_id}"): None,
     ("POST", "/api/v1/agents/{agent_id}/revoke"): None,
+    ("POST", "/api/v1/agents/{agent_id}/reenroll"): None,
     ("GET", "/api/v1/agents/{agent_id}/tasks"): None,
     ("POST", "/api/v1/agents/{agent_id}/tasks"): {
         "action": "block_ip",

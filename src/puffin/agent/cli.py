@@ -1,4 +1,5 @@
-"""The agent's commands (`puffin agent …` and `python -m puffin.agent`): enrol, run, status."""
+"""The agent's commands (`puffin agent …` and `python -m puffin.agent`): enrol, run, status,
+requeue, install."""
 
 from __future__ import annotations
 
@@ -20,20 +21,35 @@ def enroll(
     token: str = typer.Option(..., help="An enrolment token from the console."),
     name: str = typer.Option("", help="The agent's name (default: this host's name)."),
     fingerprint: str = typer.Option(
-        "", help="The server certificate's SHA-256 fingerprint, to check before trusting it."
+        "", help="The server certificate's SHA-256 fingerprint, checked before trusting it."
+    ),
+    accept_fingerprint: bool = typer.Option(
+        False,
+        "--accept-fingerprint",
+        help="Trust the certificate the server shows without --fingerprint (printed first).",
     ),
     state_dir: Path = StateDir,
 ) -> None:
     """Enrol with the server: pin its certificate and store this agent's credential."""
     import socket
+    import sys
 
+    from puffin.agent.enrolment import enroll as enrol
+
+    def confirm(seen: str) -> bool:
+        typer.echo(f"The server's certificate has SHA-256 fingerprint\n  {seen}")
+        return typer.confirm("Is this the fingerprint the console shows?", default=False)
+
+    interactive = sys.stdin.isatty() and not fingerprint and not accept_fingerprint
     try:
-        enrolment = runner.enroll(
+        enrolment = enrol(
             server=server,
             token=token,
             name=name or socket.gethostname(),
             state_dir=state_dir,
             expected_fingerprint=fingerprint or None,
+            accept_fingerprint=accept_fingerprint,
+            confirm=confirm if interactive else None,
         )
     except (ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
@@ -60,12 +76,12 @@ def run(
     from puffin.agent.collectors import load_local
 
     try:
-        local = load_local(config)
+        settings = runner.settings_from(log, local=load_local(config))
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         typer.echo(f"error: {config}: {error}", err=True)
         raise typer.Exit(2) from error
     try:
-        agent = runner.Agent.open(state_dir, runner.settings_from(log, local=local))
+        agent = runner.Agent.open(state_dir, settings)
     except FileNotFoundError as error:
         typer.echo(f"error: not enrolled; run `puffin agent enroll` first ({error})", err=True)
         raise typer.Exit(1) from error
@@ -74,7 +90,7 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
-        agent.outbox.close()
+        agent.close()
 
 
 @app.command("status")
@@ -92,7 +108,26 @@ def status(state_dir: Path = StateDir) -> None:
     typer.echo(f"pinned certificate SHA-256 {enrolment.fingerprint}")
     for key, value in outbox.counters().items():
         typer.echo(f"{key}: {value}")
+    for letter in outbox.dead_letters()[:20]:
+        typer.echo(
+            f"dead letter (batch {letter['sequence']}, {letter['status']} at {letter['at']}): "
+            f"{letter['reason'][:200]}"
+        )
     outbox.close()
+
+
+@app.command("requeue")
+def requeue(state_dir: Path = StateDir) -> None:
+    """Queue the events the server refused (the dead letters) again, e.g. after an upgrade."""
+    from puffin.agent.outbox import Outbox
+
+    if not (state_dir / runner.OUTBOX_FILE).exists():
+        typer.echo(f"error: no outbox in {state_dir}", err=True)
+        raise typer.Exit(1)
+    outbox = Outbox(state_dir / runner.OUTBOX_FILE)
+    moved = outbox.requeue()
+    outbox.close()
+    typer.echo(f"queued {moved} event(s) again")
 
 
 @app.command("install")

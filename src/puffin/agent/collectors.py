@@ -1,10 +1,16 @@
 """Which collectors run, built from the agent's configuration and rebuilt when it changes.
 
-The configuration is the server's group configuration with the local file's sections
-added on top (the local file wins where both set a section). Sections: `fim`,
+The configuration is the server's group configuration with the local file merged into
+it: within a section, mappings merge key by key, lists are joined (the group's items,
+then the local file's that are not already there) and any other value (an interval,
+`enabled`) is the local file's. So a local file adds log globs and FIM paths to the
+group's; it cannot take items out of the group's lists. Sections: `logs`, `fim`,
 `rootcheck`, `inventory`, `journald`, `audit`, and — from the local file only —
-`commands`. A collector whose section is unchanged keeps running; a changed one is
-reconfigured in place when it can be, else rebuilt; a removed one is closed.
+`commands`, `response` and `agent`. A collector whose section is unchanged keeps
+running; a changed one is reconfigured in place when it can be, else rebuilt; a removed
+one is closed.
+
+Each collector's events, failures and last failure are counted for the keep-alive.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +38,49 @@ FACTORIES: dict[str, str] = {
     "audit": "puffin.agent.audit:AuditCollector",
     "commands": "puffin.agent.commands:CommandsCollector",
 }
-LOCAL_ONLY = frozenset({"commands"})
+# Windows collectors (puffin.agent.windows). Elsewhere they refuse to start, and the reason
+# is kept in `problems`; on Windows the inventory also lists programs and accounts.
+FACTORIES["eventlog"] = "puffin.agent.windows.eventlog:EventLogCollector"
+FACTORIES["registry"] = "puffin.agent.windows.runkeys:RunKeyCollector"
+if sys.platform == "win32":
+    FACTORIES["inventory"] = "puffin.agent.windows.inventory:WindowsInventoryCollector"
+LOCAL_ONLY = frozenset({"commands", "response", "agent"})
+MAX_ERROR = 500
 
 
 def merge(server: Mapping[str, Any] | None, local: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Return the server's configuration with the local file's sections on top."""
-    merged = {k: v for k, v in (server or {}).items() if k not in LOCAL_ONLY}
-    merged.update(local or {})
+    """Return the server's configuration with the local file merged in (see the module)."""
+    allowed = {k: v for k, v in (server or {}).items() if k not in LOCAL_ONLY}
+    return _merge(allowed, local or {})
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = _merge(current, value)
+        elif isinstance(value, list) and isinstance(current, list):
+            merged[key] = current + [item for item in value if item not in current]
+        else:
+            merged[key] = value
     return merged
+
+
+@dataclass
+class Health:
+    """What one collector did: events written, failures, and the last failure."""
+
+    events: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_error_at: str | None = None
+
+    def failed(self, message: str) -> None:
+        """Count a failure and keep its message."""
+        self.errors += 1
+        self.last_error = message[:MAX_ERROR]
+        self.last_error_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class Collectors:
@@ -48,6 +91,7 @@ class Collectors:
         self.running: dict[str, Collector] = {}
         self._sections: dict[str, str] = {}
         self.problems: list[str] = []
+        self.health: dict[str, Health] = {}
 
     def configure(self, config: Mapping[str, Any], *, local: Mapping[str, Any]) -> None:
         """Start, reconfigure or stop collectors to match the configuration."""
@@ -79,9 +123,14 @@ class Collectors:
                 collector = factory.from_config(section, self.state_dir)
         except (ValueError, TypeError, OSError) as error:
             self.problems.append(f"{name}: {error}")
+            self.health_of(name).failed(f"not started: {error}")
             logger.warning("collector %s not started: %s", name, error)
             return
         self.running[name] = collector
+
+    def health_of(self, name: str) -> Health:
+        """Return the counters of one collector (or of the log tailer, "logs")."""
+        return self.health.setdefault(name, Health())
 
     def _stop(self, name: str) -> None:
         collector = self.running.pop(name, None)
@@ -94,11 +143,31 @@ class Collectors:
         now = time.monotonic() if now is None else now
         written = 0
         for name, collector in list(self.running.items()):
+            health = self.health_of(name)
             try:
-                written += collector.collect(outbox, now)
-            except Exception:  # one collector must not stop the others
+                count = collector.collect(outbox, now)
+            except Exception as error:  # one collector must not stop the others
                 logger.exception("collector %s failed", name)
+                health.failed(f"{type(error).__name__}: {error}")
+                continue
+            health.events += count
+            written += count
         return written
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Return each collector's counters, running or not, with its own state if it has one."""
+        report: dict[str, dict[str, Any]] = {}
+        for name in sorted(set(self.health) | set(self.running)):
+            entry: dict[str, Any] = asdict(self.health_of(name))
+            entry["running"] = name in self.running or name == "logs"
+            describe = getattr(self.running.get(name), "status", None)
+            if callable(describe):
+                try:
+                    entry["state"] = describe()
+                except Exception as error:  # a report must never stop the agent
+                    entry["state_error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR]
+            report[name] = entry
+        return report
 
     def close(self) -> None:
         """Stop every collector."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
@@ -59,6 +60,12 @@ class FileTailer:
         for handle in self._open.values():
             handle.close()
         self._open.clear()
+
+    def keep_only(self, sources: list[LogSource]) -> None:
+        """Close the files no source matches any more (a log taken out of the configuration)."""
+        for path in list(self._open):
+            if not any(fnmatch.fnmatch(path, s.pattern) for s in sources):
+                self._open.pop(path).close()
 
     def poll(self, source: LogSource) -> int:
         """Read what was appended to each matching file; return how many events were queued."""

@@ -31,11 +31,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
-import grp
 import hashlib
 import json
 import os
-import pwd
 import sqlite3
 import stat
 import time
@@ -64,6 +62,10 @@ POSITION = "fim"
 CHUNK = 1024 * 1024
 DIFF_LINES = 40
 TITLES = {"added": "File added", "modified": "File modified", "deleted": "File deleted"}
+# Flags Windows lacks are 0 there; O_BINARY (Windows only) stops newline translation.
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+for _flag in ("O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC"):
+    OPEN_FLAGS |= getattr(os, _flag, 0)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS file (
@@ -85,7 +87,25 @@ def _strings(config: Mapping[str, Any], key: str, default: tuple[str, ...]) -> t
 
 
 def _under(path: str, root: str) -> bool:
-    return root == "/" or path == root or path.startswith(root + "/")
+    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+
+def default_paths() -> tuple[str, ...]:
+    """Return the paths scanned when the configuration names none, for this platform."""
+    if os.name == "nt":
+        from puffin.agent.windows.paths import default_fim_paths
+
+        return default_fim_paths(os.environ)
+    return DEFAULT_PATHS
+
+
+def _local_paths(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Expand `%SystemRoot%`-style names on Windows, where configurations use them."""
+    if os.name != "nt":
+        return paths
+    from puffin.agent.windows.paths import expand
+
+    return tuple(expand(path, os.environ) for path in paths)
 
 
 def _normalise(paths: tuple[str, ...]) -> list[str]:
@@ -120,8 +140,8 @@ class FimConfig:
         """Validate a mapping such as {"paths": [...], "realtime": [...], ...}."""
         try:
             return cls(
-                paths=_strings(config, "paths", DEFAULT_PATHS),
-                realtime=_strings(config, "realtime", ()),
+                paths=_local_paths(_strings(config, "paths", default_paths())),
+                realtime=_local_paths(_strings(config, "realtime", ())),
                 scan_interval=float(config.get("scan_interval", 43200)),
                 ignore=_strings(config, "ignore", ()),
                 nodiff=DEFAULT_NODIFF + _strings(config, "nodiff", ()),
@@ -288,6 +308,7 @@ class FimCollector:
                     self._realtime_jobs.popleft()
             elif self._scan is not None and next(self._scan, StopIteration) is StopIteration:
                 self._scan = None
+                self._set_meta("scan_finished", _iso(time.time()))
             if time.monotonic() >= deadline:
                 return
 
@@ -295,6 +316,22 @@ class FimCollector:
     def scanning(self) -> bool:
         """Whether a scheduled scan is under way."""
         return self._scan is not None
+
+    def status(self) -> dict[str, Any]:
+        """Return what is watched and when it was scanned, for the agent's keep-alive."""
+        files = self._db.execute("SELECT COUNT(*) FROM file").fetchone()[0]
+        roots = dict(self._db.execute("SELECT path, files FROM root ORDER BY path").fetchall())
+        return {
+            "paths": self._roots,
+            "realtime": self.config.realtime_roots(),
+            "files": int(files),
+            "baselines": roots,
+            "scans": int(self._meta("scan") or 0),
+            "last_scan_started": self._meta("scan_started"),
+            "last_scan_finished": self._meta("scan_finished"),
+            "scanning": self.scanning,
+            "watching": self._watcher is not None,
+        }
 
     def _store_queue(self) -> None:
         self._db.executemany(
@@ -325,6 +362,7 @@ class FimCollector:
         self._names.clear()
         scan_id = int(self._meta("scan") or 0) + 1
         self._set_meta("scan", str(scan_id))
+        self._set_meta("scan_started", _iso(time.time()))
         for root in roots:
             building = root not in self._baselined
             count = 0
@@ -421,7 +459,7 @@ class FimCollector:
     def _snapshot(self, path: str) -> Generator[None, None, Snapshot | None]:
         """Hash a regular file in chunks, pausing between them; None when it is gone."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, OPEN_FLAGS)
         except PermissionError:
             return self._unreadable(path)
         except OSError:
@@ -471,13 +509,7 @@ class FimCollector:
     def _name(self, kind: str, number: int) -> str:
         key = (kind, number)
         if key not in self._names:
-            try:
-                if kind == "user":
-                    self._names[key] = pwd.getpwuid(number).pw_name
-                else:
-                    self._names[key] = grp.getgrgid(number).gr_name
-            except KeyError:
-                self._names[key] = str(number)
+            self._names[key] = _account_name(kind, number)
         return self._names[key]
 
     def _load(self, path: str) -> Snapshot | None:
@@ -632,7 +664,22 @@ def _same_device(entry: os.DirEntry[str], device: int) -> bool:
     return False
 
 
+def _account_name(kind: str, number: int) -> str:
+    """Return the user or group name of an id, else the id (Windows has no pwd or grp)."""
+    try:
+        import grp
+        import pwd
+    except ImportError:
+        return str(number)
+    try:
+        if kind == "user":
+            return pwd.getpwuid(number).pw_name
+        return grp.getgrgid(number).gr_name
+    except KeyError:
+        return str(number)
+
+
 def _prefix_range(root: str) -> tuple[str, str]:
     """Return bounds such that low <= path < high holds for every path below root."""
-    prefix = root.rstrip("/") + "/"
-    return prefix, prefix[:-1] + "0"  # "0" sorts right after "/"
+    prefix = root.rstrip(os.sep) + os.sep
+    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)  # the character right after the sep

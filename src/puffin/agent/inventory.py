@@ -270,6 +270,8 @@ class InventoryCollector:
         self.cpuinfo = cpuinfo
         self.rpm = rpm
         self._next_due = 0.0
+        self._taken_at: str | None = None
+        self._unreadable: list[str] = []
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], state_dir: Path) -> InventoryCollector:
@@ -294,7 +296,16 @@ class InventoryCollector:
             events.append(_incomplete_event(errors))
         written = outbox.add(events)
         self._save({"inventory": current, "errors": errors})
+        self._taken_at, self._unreadable = _iso(time.time()), sorted(errors)
         return written
+
+    def status(self) -> dict[str, Any]:
+        """Return when the last snapshot was taken and which sections it could not read."""
+        return {
+            "last_snapshot": self._taken_at,
+            "interval": self.interval,
+            "unreadable": self._unreadable,
+        }
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, str]]:
         """Return the inventory, and for each section that could not be read, why."""

@@ -1,5 +1,12 @@
 """The durable outbox: events and source positions committed together, sent in batches
-that keep their sequence number until the server acknowledges them."""
+that keep their sequence number until the server acknowledges them.
+
+A batch the server refuses for its content is first split (a batch that is only too
+large usually goes through in halves); one event that is still refused on its own is
+moved to the `dead_letter` table, counted as `quarantined`, and announced by one
+`batch quarantined` event, so it never blocks the events behind it.
+`puffin agent requeue` puts dead letters back in the queue.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +26,12 @@ CREATE TABLE IF NOT EXISTS batch (
     sequence INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, last_id INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, sequence INTEGER NOT NULL, status INTEGER NOT NULL,
+    reason TEXT NOT NULL, quarantined_at TEXT NOT NULL, body TEXT NOT NULL
+);
 """
+QUARANTINE_TITLE = "batch quarantined"
 
 
 @dataclass(frozen=True)
@@ -34,9 +46,10 @@ class Batch:
 class Outbox:
     """An SQLite queue on the endpoint; nothing leaves it before the server's ack."""
 
-    def __init__(self, path: Path, max_events: int = 1_000_000) -> None:
+    def __init__(self, path: Path, max_events: int = 1_000_000, first_sequence: int = 1) -> None:
         self.path = path
         self.max_events = max_events
+        self.first_sequence = first_sequence  # this enrolment's block of sequence numbers
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -125,7 +138,7 @@ class Outbox:
             return None
         self._db.execute("BEGIN IMMEDIATE")
         row = self._db.execute("SELECT value FROM counter WHERE name = 'sequence'").fetchone()
-        sequence = (int(row[0]) if row else 0) + 1
+        sequence = max((int(row[0]) if row else 0) + 1, self.first_sequence)
         self._db.execute(
             "INSERT INTO counter (name, value) VALUES ('sequence', ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -147,11 +160,107 @@ class Outbox:
             self._bump("sent", len(batch.events))
             self._db.execute("COMMIT")
 
+    def split(self, batch: Batch) -> bool:
+        """Keep only the first half of a refused batch under its sequence; False if one event.
+
+        The server stored nothing under a sequence it refused, so the number may carry
+        fewer events; the rest form the next batches.
+        """
+        if len(batch.events) < 2:
+            return False
+        with self._lock:
+            ids = self._db.execute(
+                "SELECT e.id FROM event e JOIN batch b ON e.id BETWEEN b.first_id AND b.last_id "
+                "WHERE b.sequence = ? ORDER BY e.id",
+                (batch.sequence,),
+            ).fetchall()
+            if len(ids) < 2:
+                return False
+            self._db.execute(
+                "UPDATE batch SET last_id = ? WHERE sequence = ?",
+                (ids[len(ids) // 2 - 1][0], batch.sequence),
+            )
+        return True
+
+    def quarantine(self, batch: Batch, *, status: int, reason: str) -> int:
+        """Move a refused batch's events to the dead letters; return how many were moved.
+
+        One `batch quarantined` event says so, unless the batch held only such notices
+        (a server refusing everything must not get a notice about each notice).
+        """
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._db.execute(
+                    "INSERT INTO dead_letter (sequence, status, reason, quarantined_at, body) "
+                    "SELECT ?, ?, ?, ?, body FROM event WHERE id <= ? ORDER BY id",
+                    (batch.sequence, status, reason[:1000], stamp, batch.last_id),
+                ).rowcount
+                self._db.execute("DELETE FROM event WHERE id <= ?", (batch.last_id,))
+                self._db.execute("DELETE FROM batch WHERE sequence = ?", (batch.sequence,))
+                self._bump("quarantined", moved)
+                if any(event.get("title") != QUARANTINE_TITLE for event in batch.events):
+                    notice = _quarantine_notice(batch, status, reason, moved, stamp)
+                    self._db.execute("INSERT INTO event (body) VALUES (?)", (notice,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return int(moved)
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Return the quarantined events with why the server refused them."""
+        rows = self._db.execute(
+            "SELECT sequence, status, reason, quarantined_at, body FROM dead_letter ORDER BY id"
+        ).fetchall()
+        return [
+            {"sequence": seq, "status": code, "reason": why, "at": at, "event": json.loads(body)}
+            for seq, code, why, at, body in rows
+        ]
+
+    def requeue(self) -> int:
+        """Put every dead letter back at the end of the queue; return how many."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            moved = self._db.execute(
+                "INSERT INTO event (body) SELECT body FROM dead_letter ORDER BY id"
+            ).rowcount
+            self._db.execute("DELETE FROM dead_letter")
+            self._db.execute("COMMIT")
+        return int(moved)
+
+    def unreported_sent(self) -> int:
+        """Return how many acknowledged events no keep-alive has reported yet."""
+        values = dict(self._db.execute("SELECT name, value FROM counter").fetchall())
+        return int(values.get("sent", 0)) - int(values.get("reported", 0))
+
+    def mark_reported(self, count: int) -> None:
+        """Note that a keep-alive the server answered reported `count` more sent events."""
+        with self._lock:
+            self._bump("reported", count)
+
     def counters(self) -> dict[str, int]:
-        """Return health counters: queued, sent and dropped events."""
+        """Return health counters: queued, sent, dropped and quarantined events."""
         values = dict(self._db.execute("SELECT name, value FROM counter").fetchall())
         return {
             "queued": self._count(),
             "sent": int(values.get("sent", 0)),
             "dropped": int(values.get("dropped", 0)),
+            "quarantined": int(values.get("quarantined", 0)),
         }
+
+
+def _quarantine_notice(batch: Batch, status: int, reason: str, moved: int, stamp: str) -> str:
+    notice = {
+        "module": "agent",
+        "title": QUARANTINE_TITLE,
+        "quarantined": moved,
+        "sequence": batch.sequence,
+        "status": status,
+        "reason": reason[:500],
+        "full_log": f"the server refused batch {batch.sequence} ({status}: {reason[:200]}); "
+        f"{moved} event(s) kept in the agent's dead letters",
+        "timestamp": stamp,
+    }
+    return json.dumps(notice)

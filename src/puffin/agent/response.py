@@ -15,9 +15,13 @@ Actions (the server's spelling `block_ip` is accepted as `block-ip`):
   lower, the agent's own pid and its parent; with `name`, refuses a process whose name
   differs (the pid was reused).
 
-Anything else, or an action not in `allowed`, is answered `ok=False` with a reason. No
-shell is ever used; programs run as argument lists with a timeout through `runner`
-(`subprocess.run` unless a test injects a recorder).
+Anything else, or an action not in `allowed`, is answered `ok=False` with a reason. Which
+actions are allowed is set by the agent's local configuration only (`response:
+{"allowed_actions": [...]}`), never by the server; the default is `block-ip` alone.
+Allowing `block-ip` allows `unblock-ip` for the blocks this agent made; allowing
+`unblock-ip` itself lets it lift any matching rule. No shell is ever used; programs run
+as argument lists with a timeout through `runner` (`subprocess.run` unless a test
+injects a recorder).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import psutil
 from puffin.protocol.wire import Task, TaskResult
 
 ACTIONS = ("block-ip", "unblock-ip", "kill-process")
+DEFAULT_ALLOWED = frozenset({"block-ip"})
 STATE_FILE = "responses.json"
 DEFAULT_BLOCK_SECONDS = 3600
 MAX_BLOCK_SECONDS = 30 * 86400
@@ -92,6 +97,9 @@ class Responder:
     ) -> None:
         self.state_file = state_dir / STATE_FILE
         self.allowed = {a.replace("_", "-") for a in allowed} & set(ACTIONS)
+        self._unblock_any = "unblock-ip" in self.allowed
+        if "block-ip" in self.allowed:
+            self.allowed.add("unblock-ip")  # for the blocks this agent made
         self.runner = runner
         self.firewall = detect_firewall() if firewall is None else firewall
         self.protected = {ipaddress.ip_address(address) for address in protected}
@@ -123,7 +131,13 @@ class Responder:
                 continue
             del state["blocks"][ip]
             task_id = uuid.UUID(block["task_id"])
-            result = {"action": "unblock-ip", "ip": ip, "reason": "the block's time is up"}
+            result = {
+                "action": "unblock-ip",
+                "ip": ip,
+                "reason": "the block's time is up",
+                "blocked_until": _iso(float(block["until"])),
+                "unblocked_at": _iso(now),
+            }
             try:
                 if block["firewall"] == "iptables":
                     self._iptables_unblock(ipaddress.ip_address(ip))
@@ -165,6 +179,8 @@ class Responder:
         address = self._address(task.parameters, blocking=False)
         state = self._load()
         block = state["blocks"].pop(str(address), None)
+        if block is None and not self._unblock_any:
+            raise Refused(f"{address} was not blocked by this agent")
         firewall = block["firewall"] if block else self.firewall
         if firewall == "nft":
             self._must(["nft", "delete", "element", *TABLE, _nft_set(address), f"{{ {address} }}"])
@@ -288,6 +304,24 @@ class Responder:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+
+
+def allowed_actions(config: Mapping[str, Any]) -> set[str]:
+    """Return the actions the local configuration allows (`response.allowed_actions`).
+
+    Raises ValueError for a name that is not an action, so a typo is not silently ignored.
+    """
+    section = config.get("response")
+    if section is None or (isinstance(section, Mapping) and "allowed_actions" not in section):
+        return set(DEFAULT_ALLOWED)
+    names = section.get("allowed_actions") if isinstance(section, Mapping) else None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError("response.allowed_actions must be a list of action names")
+    wanted = {name.replace("_", "-") for name in names}
+    unknown = sorted(wanted - set(ACTIONS))
+    if unknown:
+        raise ValueError(f"response.allowed_actions: unknown {unknown}; choose from {ACTIONS}")
+    return wanted
 
 
 def _refusal(task: Task, reason: str, action: str | None = None) -> TaskResult:

@@ -6,8 +6,9 @@ import hashlib
 import json
 import os
 import ssl
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 ENROLMENT_FILE = "enrolment.json"
 CERT_FILE = "server.pem"
@@ -23,6 +24,7 @@ class Enrolment:
     credential: str
     fingerprint: str
     name: str
+    sequence_start: int = 1  # the first batch sequence number of this enrolment
 
 
 def fingerprint_of_pem(pem: str) -> str:
@@ -55,4 +57,26 @@ def save(state_dir: Path, enrolment: Enrolment, cert_pem: str) -> None:
 def load(state_dir: Path) -> tuple[Enrolment, str]:
     """Return the stored enrolment and pinned certificate, or raise FileNotFoundError."""
     data = json.loads((state_dir / ENROLMENT_FILE).read_text())
-    return Enrolment(**data), (state_dir / CERT_FILE).read_text()
+    known = {field.name for field in fields(Enrolment)}
+    return Enrolment(**{k: v for k, v in data.items() if k in known}), (
+        state_dir / CERT_FILE
+    ).read_text()
+
+
+def save_json(path: Path, value: Any) -> None:
+    """Replace a small JSON file atomically, readable by the agent only."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(value, separators=(",", ":")))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def load_json(path: Path) -> Any:
+    """Return a JSON file's content, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 from urllib.parse import urlsplit
@@ -51,3 +52,27 @@ def client(server: str, cert_pem: str, headers: dict[str, str] | None = None) ->
 def describe(cert_pem: str) -> str:
     """Return the certificate's fingerprint for display."""
     return fingerprint_of_pem(cert_pem)
+
+
+def server_addresses(server: str) -> list[str]:
+    """Return the IP addresses the server's name resolves to (the literal one for an IP).
+
+    The responder refuses to block these, so a task can never cut the agent off.
+    """
+    host = urlsplit(server).hostname or ""
+    if not host:
+        return []
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return [host] if _is_ip(host) else []
+    found = {str(info[4][0]).split("%")[0] for info in infos}
+    return sorted(found | ({host} if _is_ip(host) else set()))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -2,40 +2,48 @@
 
 Agents authenticate with their id (`X-Puffin-Agent`) and credential (`Authorization:
 Bearer`). The batch endpoint acknowledges only after the batch is committed, and
-answers a repeated (agent, sequence) as a duplicate without storing it again.
+answers a repeated (agent, sequence) as a duplicate without storing it again. An
+inventory snapshot in a batch is also kept on the agent's record, for the console.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import SQLAlchemyError
 
 from puffin.auth.dependencies import SessionDep, StateDep
 from puffin.core.changes import Actor, set_actor
 from puffin.core.db import transaction
-from puffin.core.errors import InvalidInput, Unauthenticated
+from puffin.core.errors import InvalidInput, PuffinError, Unauthenticated
 from puffin.core.state import AppState
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import AgentIdentity, auth_cache
 from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
 from puffin.ingest.batches import decompress, parse_json, to_new_events
 from puffin.ingest.decoders import Decoders
-from puffin.ingest.store import PendingBatch
+from puffin.ingest.store import NewEvent, PendingBatch
 from puffin.ingest.writer import GroupCommitWriter
 from puffin.protocol.wire import BatchAck, KeepAlive
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api/agent/v1", tags=["agent gateway"])
+
+INVENTORY_TITLE = "Inventory"  # the snapshot event of the agent's inventory collector
 
 
 class KeepAliveReply(BaseModel):
-    """What the server answers: configuration when it changed, and pending tasks."""
+    """What the server answers: configuration when its hash changed, and pending tasks."""
 
-    config_version: int
+    config_hash: str
     config: dict[str, Any] | None
     tasks: list[TaskRead]
 
@@ -111,7 +119,36 @@ async def deliver_events(
         events=events,
     )
     result = await asyncio.wrap_future(event_writer(state).submit(batch))
+    snapshot = None if result.duplicate else latest_inventory(events)
+    if snapshot is not None:
+        await asyncio.to_thread(_keep_inventory, state, agent, snapshot)
     return BatchAck(sequence=x_puffin_sequence, stored=result.stored, duplicate=result.duplicate)
+
+
+def latest_inventory(events: list[NewEvent]) -> tuple[dict[str, Any], datetime | None] | None:
+    """Return the last inventory snapshot in a batch (and when it was taken), if any."""
+    for event in reversed(events):
+        inventory = event.data.get("inventory")
+        snapshot = event.module == "inventory" and event.data.get("title") == INVENTORY_TITLE
+        if snapshot and isinstance(inventory, dict):
+            return inventory, event.event_time
+    return None
+
+
+def _keep_inventory(
+    state: AppState, agent: AgentIdentity, snapshot: tuple[dict[str, Any], datetime | None]
+) -> None:
+    """Store the snapshot on the agent record; the batch is stored whatever happens here."""
+    try:
+        with transaction(state.session_factory) as session:
+            endpoint_service.store_inventory(
+                session=session,
+                agent_id=agent.agent_id,
+                inventory=snapshot[0],
+                taken_at=snapshot[1],
+            )
+    except (PuffinError, SQLAlchemyError):
+        logger.exception("could not keep the inventory of agent %s", agent.agent_id)
 
 
 def _decoders(state: AppState) -> Decoders:
@@ -122,7 +159,7 @@ def _decoders(state: AppState) -> Decoders:
 
 def _read_batch(
     body: bytes, encoding: str | None, decode: Callable[[str], dict[str, Any]]
-) -> list[Any]:
+) -> list[NewEvent]:
     document = parse_json(decompress(body, encoding))
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise InvalidInput('the batch must be a JSON object {"events": [...]}')
@@ -143,18 +180,19 @@ def keepalive(
             ok=item.ok,
             result=item.result,
         )
-    version, config = endpoint_service.effective_config(session=session, agent_id=agent.agent_id)
+    digest, config = endpoint_service.effective_config(session=session, agent_id=agent.agent_id)
     endpoint_service.record_contact(
         session=session,
         agent_id=agent.agent_id,
         ip=_client_ip(request),
         health=report.health,
         events=report.events_sent,
-        config_version=report.config_version,
+        config_applied=report.config_hash,
+        allowed_actions=report.allowed_actions,
     )
     tasks = endpoint_service.take_pending_tasks(session=session, agent_id=agent.agent_id)
-    changed = version != report.config_version
-    return KeepAliveReply(config_version=version, config=config if changed else None, tasks=tasks)
+    changed = digest != report.config_hash
+    return KeepAliveReply(config_hash=digest, config=config if changed else None, tasks=tasks)
 
 
 @router.post("/inventory", status_code=204)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from puffin.core.changes import Actor, set_actor
@@ -36,7 +37,7 @@ DataDirOption = Annotated[
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print an error in red and exit with the code."""
-    errors.print(f"[bold red]error:[/] {message}")
+    errors.print(f"[bold red]error:[/] {escape(message)}")  # brackets are text, not markup
     raise typer.Exit(code)
 
 

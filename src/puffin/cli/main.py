@@ -22,6 +22,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "org": ("puffin.cli.org", "Manage organisations."),
     "apikey": ("puffin.cli.apikey", "Manage API keys."),
     "agent": ("puffin.cli.agent", "Enrol and run the endpoint agent."),
+    "agent-token": ("puffin.cli.agent_token", "Create, list and revoke agent enrolment tokens."),
     "rules": ("puffin.cli.rules", "Import, list, lint and test Sigma rule packs."),
     "misp-fixer": ("puffin.cli.misp_fixer", "Fix MISP events before they are published."),
 }

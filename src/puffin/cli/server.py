@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
@@ -9,6 +11,9 @@ from puffin import __version__
 from puffin.cli.common import ConfigOption, DataDirOption, console, fail, load
 from puffin.core.settings import Settings
 from puffin.core.tls import ensure_certificate, fingerprint_of_file
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,11 +24,12 @@ def _mask(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def serve(settings: Settings) -> None:
-    """Start uvicorn with the app for these settings (blocks until stopped)."""
-    import uvicorn
+def serve(settings: Settings, *, app: FastAPI | None = None, name: str = "Puffin") -> None:
+    """Start uvicorn with the app for these settings (blocks until stopped).
 
-    from puffin.app import create_app
+    `app` is the server's application unless another one (the MISP fixer alone) is given.
+    """
+    import uvicorn
 
     ssl: dict[str, str] = {}
     scheme = "http"
@@ -37,9 +43,12 @@ def serve(settings: Settings) -> None:
         )
     else:
         console.print("[yellow]TLS is off: serve this only behind a TLS-terminating proxy.[/]")
-    app = create_app(settings, announce=_announce)
+    if app is None:
+        from puffin.app import create_app
+
+        app = create_app(settings, announce=_announce)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-    console.print(f"Puffin {__version__} on [bold]{scheme}://{host}:{settings.port}/[/]")
+    console.print(f"{name} {__version__} on [bold]{scheme}://{host}:{settings.port}/[/]")
     uvicorn.run(
         app,
         host=settings.host,

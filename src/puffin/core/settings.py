@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +20,61 @@ Environment = Literal["development", "production", "test"]
 # Values that must never be accepted as a secret outside development.
 _WEAK_SECRETS = frozenset({"", "changeme", "change-me", "secret", "puffin", "password", "admin"})
 _MIN_SECRET_LENGTH = 32
+
+
+# --- detection: rule placeholders and the default alert dedupe window ---------------------
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_MAX_DEDUPE_WINDOW_SECONDS = 30 * 86_400
+
+
+def _duration_seconds(value: Any) -> int:
+    """Read `600`, `"90s"`, `"10m"`, `"2h"` or `"1d"` as seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or text such as 10m")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(value))
+        if match is None:
+            raise ValueError("a duration is a number of seconds or text such as 90s, 10m, 2h, 1d")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if not 0 <= seconds <= _MAX_DEDUPE_WINDOW_SECONDS:
+        raise ValueError("the window must be between 0 and 30 days")
+    return seconds
+
+
+def _value_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class DedupeDefaults(BaseModel):
+    """How repeats fold into one alert for rules whose YAML has no `puffin: dedupe`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: list[str] = Field(
+        default_factory=lambda: ["agent"],
+        description="Event fields whose values key the fold; `agent` is the sending agent.",
+    )
+    window: Annotated[int, BeforeValidator(_duration_seconds)] = Field(
+        default=0, description="Seconds (or 10m, 1h, …) after an alert's first hit; 0 is off."
+    )
+
+
+class DetectionSettings(BaseModel):
+    """The `[detection]` table: `[detection.placeholders]` and `[detection.dedupe]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    placeholders: dict[str, Annotated[list[str], BeforeValidator(_value_list)]] = Field(
+        default_factory=dict,
+        description="Values of Sigma `%name%` placeholders for the `expand` modifier.",
+    )
+    dedupe: DedupeDefaults = Field(default_factory=DedupeDefaults)
+
+
+# --- end of the detection block -------------------------------------------------------------
 
 
 def config_file_path() -> Path:
@@ -77,6 +133,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="The MISP event fixer's settings ([misp_fixer], PUFFIN_MISP_FIXER__*); "
         "validated by puffin.intel.misp_fixer.settings.FixerSettings when the app starts.",
+    )
+
+    detection: DetectionSettings = Field(
+        default_factory=DetectionSettings,
+        description="Rule placeholders and the default dedupe window ([detection.*]).",
     )
 
     event_retention_days: int = Field(default=30, ge=1, le=3650)

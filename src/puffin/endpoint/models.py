@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from puffin.core.clock import utcnow
@@ -49,6 +49,10 @@ class EnrollmentToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A re-enrolment token enrols this one agent again (and nothing else).
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        GUID, ForeignKey("agent.id", ondelete="CASCADE"), nullable=True
+    )
 
 
 class Agent(Base):
@@ -75,8 +79,13 @@ class Agent(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     health: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     inventory: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
-    events_received: Mapped[int] = mapped_column(Integer, default=0)
-    config_version_applied: Mapped[int] = mapped_column(Integer, default=0)
+    inventory_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    events_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    config_applied: Mapped[str] = mapped_column(String(64), default="")
+    # Response actions the agent's local configuration allows; None until it reports.
+    allowed_actions: Mapped[list[str] | None] = mapped_column(JSONDocument, nullable=True)
+    # How many times it enrolled: each enrolment numbers its batches in its own block.
+    enrolments: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class AgentTask(Base):

@@ -55,6 +55,7 @@ class EnrollmentTokenRead(_Read):
     expires_at: datetime
     revoked_at: datetime | None
     created_at: datetime
+    agent_id: uuid.UUID | None = None
 
 
 class EnrollmentTokenCreated(EnrollmentTokenRead):
@@ -78,12 +79,18 @@ class EnrollmentRequest(BaseModel):
 
 
 class Enrolled(BaseModel):
-    """What the server answers to an enrolment: the agent's identity and credential."""
+    """What the server answers to an enrolment: the agent's identity and credential.
+
+    `sequence_start` is the first batch sequence number of this enrolment: every
+    enrolment of an agent numbers its batches in a block of its own, so a re-enrolled
+    agent with an empty outbox never repeats a sequence the server has already stored.
+    """
 
     agent_id: uuid.UUID
     organisation_id: uuid.UUID
     credential: str
     groups: list[str]
+    sequence_start: int = 1
 
 
 class AgentRead(_Read):
@@ -103,11 +110,15 @@ class AgentRead(_Read):
     events_received: int
     status: AgentStatus = AgentStatus.NEVER_CONNECTED
     health: dict[str, Any] = Field(default_factory=dict)
+    allowed_actions: list[str] | None = None
 
 
 class AgentDetail(AgentRead):
     inventory: dict[str, Any] = Field(default_factory=dict)
-    config_version_applied: int = 0
+    inventory_at: datetime | None = None
+    config_applied: str = ""
+    config_current: str = ""
+    enrolments: int = 1
 
 
 class AgentUpdate(BaseModel):

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 AGENT_HEADER = "X-Puffin-Agent"
 SEQUENCE_HEADER = "X-Puffin-Sequence"
 GATEWAY_PREFIX = "/api/agent/v1"
+SEQUENCE_EPOCH = 2**40
+"""Each enrolment of an agent numbers its batches from its own block of this many."""
+MAX_SEQUENCE = 2**62
+
+ActionName = Annotated[str, Field(min_length=1, max_length=40)]
 
 
 class EnrollRequest(BaseModel):
@@ -32,6 +37,7 @@ class EnrollResponse(BaseModel):
     organisation_id: uuid.UUID
     credential: str
     groups: list[str]
+    sequence_start: int = Field(default=1, ge=1, le=MAX_SEQUENCE)
 
 
 class BatchAck(BaseModel):
@@ -51,14 +57,21 @@ class TaskResult(BaseModel):
 
 
 class KeepAlive(BaseModel):
-    """The agent's periodic report: health counters and finished tasks."""
+    """The agent's periodic report: health counters, what it allows, and finished tasks.
+
+    `config_hash` is the hash of the server configuration the agent applies ("" before
+    the first); `events_sent` counts the events acknowledged since the last keep-alive
+    the server answered; `allowed_actions` are the response actions its local
+    configuration permits (None: not reported).
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     health: dict[str, Any] | None = None
-    config_version: int = Field(default=0, ge=0)
+    config_hash: str = Field(default="", max_length=64)
     task_results: list[TaskResult] = Field(default_factory=list, max_length=1000)
-    events_sent: int = Field(default=0, ge=0)
+    events_sent: int = Field(default=0, ge=0, le=2**40)
+    allowed_actions: list[ActionName] | None = Field(default=None, max_length=20)
 
 
 class Task(BaseModel):
@@ -72,10 +85,10 @@ class Task(BaseModel):
 
 
 class KeepAliveReply(BaseModel):
-    """Configuration when it changed, and tasks to run."""
+    """Configuration when its hash differs from the agent's, and tasks to run."""
 
     model_config = ConfigDict(extra="ignore")
 
-    config_version: int
+    config_hash: str
     config: dict[str, Any] | None
     tasks: list[Task]

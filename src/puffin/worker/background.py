@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from puffin.alert.outputs import alert_outputs
 from puffin.auth import service as auth_service
 from puffin.core.changes import Actor, set_actor
 from puffin.core.db import transaction
@@ -22,7 +23,12 @@ from puffin.detection.registry import rule_registry
 from puffin.endpoint import service as endpoint_service
 from puffin.ingest.store import EventStore
 from puffin.ingest.syslog import SyslogReceiver, plain_decode
-from puffin.worker.detection import DetectionWorker, OrganisationDetectors
+from puffin.worker.detection import (
+    AlertPolicy,
+    DetectionWorker,
+    OrganisationDetectors,
+    RulePolicies,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +83,23 @@ async def start_background(state: AppState) -> Background:
 
 
 def _detection_worker(state: AppState) -> DetectionWorker:
-    """Build the live detection worker over the rule registry's current rules."""
+    """Build the live detection worker over the rule registry's current rules.
+
+    Each rule's dedupe comes from its own `puffin: dedupe`, else from `[detection.dedupe]`;
+    new alerts of rules that are not staged go to the application's alert outputs.
+    """
     registry = rule_registry(state)
+    defaults = state.settings.detection.dedupe
     return DetectionWorker(
         store=_store(state),
         session_factory=state.session_factory,
         evaluator_provider=lambda: registry.current.ruleset,
         evaluator_for=OrganisationDetectors(lambda: registry.current),
+        policy_for=RulePolicies(
+            lambda: registry.current, AlertPolicy(tuple(defaults.fields), defaults.window)
+        ),
         source_names=_source_names(state),
+        outputs=alert_outputs(state),
     )
 
 

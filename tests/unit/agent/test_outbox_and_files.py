@@ -22,7 +22,7 @@ def test_a_batch_keeps_its_sequence_until_acknowledged_even_after_a_restart(tmp_
     assert [e["n"] for e in rest.events] == [3, 4]
     reopened.acknowledge(rest)
     assert reopened.next_batch() is None
-    assert reopened.counters() == {"queued": 0, "sent": 5, "dropped": 0}
+    assert reopened.counters() == {"queued": 0, "sent": 5, "dropped": 0, "quarantined": 0}
 
 
 def test_events_and_positions_are_committed_together(tmp_path):

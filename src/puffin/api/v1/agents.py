@@ -76,6 +76,25 @@ def revoke_agent(
     return revoked
 
 
+@router.post(
+    "/agents/{agent_id}/reenroll",
+    response_model=EnrollmentTokenCreated,
+    status_code=status.HTTP_201_CREATED,
+)
+def reenroll_agent(
+    agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep, state: StateDep
+) -> EnrollmentTokenCreated:
+    """Revoke the agent's credential; answer a one-use token that enrols it again (admins)."""
+    created = endpoint_service.reenroll_agent(
+        session=session,
+        organisation_id=_org(principal),
+        agent_id=agent_id,
+        server_fingerprint=state.tls_fingerprint,
+    )
+    auth_cache(state).forget(agent_id)
+    return created
+
+
 @router.delete("/agents/{agent_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_agent(
     agent_id: uuid.UUID, principal: OrgAdmin, session: SessionDep, state: StateDep

@@ -1,9 +1,11 @@
-"""Agents: the registry with status, enrolment tokens, and each agent's detail and tasks."""
+"""Agents: the registry with status and event rate, enrolment tokens, and each agent's
+detail (inventory, FIM, health, events, tasks) with re-enrol, revoke and delete."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from fastapi import Request
@@ -21,9 +23,11 @@ from puffin.endpoint.schemas import (
     AgentStatus,
     AgentUpdate,
     EnrollmentTokenCreate,
+    EnrollmentTokenCreated,
     TaskCreate,
 )
 from puffin.ingest.store import EventQuery, EventStore
+from puffin.web.agent_view import action_refusals, fim_view, health_view, inventory_view
 from puffin.web.deps import (
     AdminConsole,
     AnalystConsole,
@@ -33,13 +37,13 @@ from puffin.web.deps import (
     organisation_of,
 )
 from puffin.web.forms import discard_changes, parse_form
-from puffin.web.inventory import sections as inventory_sections
 from puffin.web.render import Console, render
 from puffin.web.security import set_flash
 
 router = console_router("/agents")
 
 PAGE_SIZE = 50
+FIM_CHANGES = 10
 GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -119,11 +123,23 @@ def create_token(
         token_in=token_in,
         server_fingerprint=state.tls_fingerprint,
     )
-    server_url = f"{request.url.scheme}://{request.url.netloc}"
+    return _token_page(request, console, created)
+
+
+def _token_page(
+    request: Request, console: Console, created: EnrollmentTokenCreated, agent_name: str = ""
+) -> HTMLResponse:
+    """Show a new token once, with the command that enrols with it."""
+    command = endpoint_service.enrol_command(
+        server=f"{request.url.scheme}://{request.url.netloc}",
+        token=created.token,
+        fingerprint=created.server_fingerprint,
+        name=agent_name or None,
+    )
     return render(
         request,
         "agents/token_created.html",
-        {"token": created, "server_url": server_url},
+        {"token": created, "command": command, "agent_name": agent_name},
         console=console,
         section="agents",
     )
@@ -166,11 +182,12 @@ def _detail(
         session=session, organisation_id=organisation_id, agent_id=agent_id
     )
     store: EventStore = request.app.state.puffin.extras["event_store"]
-    events = store.search(EventQuery(organisation_id=organisation_id, source_id=agent.id), limit=20)
+    query = EventQuery(organisation_id=organisation_id, source_id=agent.id)
+    events = store.search(query, limit=20)
+    fim_changes = store.search(replace(query, module="fim"), limit=FIM_CHANGES)
     tasks = endpoint_service.list_tasks(
         session=session, organisation_id=organisation_id, agent_id=agent_id
     )
-    inventory, fim = inventory_sections(agent.inventory)
     return render(
         request,
         "agents/detail.html",
@@ -179,8 +196,10 @@ def _detail(
             "rate": _rate(agent),
             "events": events,
             "tasks": tasks,
-            "inventory": inventory,
-            "fim": fim,
+            "inventory": inventory_view(agent.inventory),
+            "fim": fim_view(agent, fim_changes),
+            "health": health_view(agent),
+            "refusals": action_refusals(agent),
             "form_error": form_error,
         },
         console=console,
@@ -235,6 +254,25 @@ def revoke(
     )
     auth_cache(request.app.state.puffin).forget(agent_id)
     return _back(f"/agents/{agent_id}", request, "Agent revoked; it must enrol again.")
+
+
+@router.post("/{agent_id}/reenroll", response_class=HTMLResponse)
+def reenroll(
+    request: Request, agent_id: uuid.UUID, console: AdminConsole, session: SessionDep
+) -> HTMLResponse:
+    """Revoke the agent's credential and show a one-use token that enrols it again."""
+    state = request.app.state.puffin
+    agent = endpoint_service.get_agent(
+        session=session, organisation_id=organisation_of(console), agent_id=agent_id
+    )
+    created = endpoint_service.reenroll_agent(
+        session=session,
+        organisation_id=organisation_of(console),
+        agent_id=agent_id,
+        server_fingerprint=state.tls_fingerprint,
+    )
+    auth_cache(state).forget(agent_id)
+    return _token_page(request, console, created, agent_name=agent.name)
 
 
 @router.post("/{agent_id}/delete", response_model=None)
