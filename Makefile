@@ -1,13 +1,18 @@
 # Puffin: `make demo` runs a local server with an agent; `make test` runs every check.
+# Both set the machine up first (scripts/test-env.sh): the Debian packages they need
+# (installed when run as root, else the apt-get command is printed), the virtualenv and,
+# for `make test`, a throwaway PostgreSQL and ../shared/data.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 DATA_DIR ?= ./var
+TEST_ENV := scripts/test-env.sh
 
-.PHONY: demo test lint typecheck contracts unit install clean
+.PHONY: demo test checks lint typecheck contracts unit pytest install clean
 
 $(BIN)/python:
+	$(TEST_ENV) packages demo
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
@@ -19,6 +24,13 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/puffin demo --data-dir $(DATA_DIR)
+
+# Every check, with the system packages, PostgreSQL and shared data in place.
+test:
+	$(TEST_ENV) packages test
+	$(TEST_ENV) run $(MAKE) --no-print-directory checks
+
+checks: lint typecheck contracts pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -33,7 +45,7 @@ contracts: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck contracts
+pytest: $(STAMP)
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 clean:

@@ -2,9 +2,15 @@
 
 Starts `puffin server run` (HTTPS, embedded SQLite) in a temporary data directory,
 enrols N agents through the real gateway, then each agent sends gzip batches of its
-events every interval for the given time. Prints the sustained stored events per second,
-the p50/p99 latency from sending a batch to its acknowledgement (which comes only after
-the batch is committed), and the server's peak RSS. The last line is one JSON object.
+events every interval for the given time. Like the real agent, each also sends a
+keep-alive every `--keepalive` seconds (health counters, the configuration hash it
+applies, which the server checks against the group configuration) and an inventory
+snapshot every `--inventory-every` seconds (this machine's real inventory, which the
+server also keeps on the agent's record); both start at a random point of their period,
+as a fleet of agents started at different times does. Prints the sustained stored
+events per second, the p50/p99 latency from sending a batch to its acknowledgement
+(which comes only after the batch is committed), the keep-alive latency, and the
+server's peak RSS. The last line is one JSON object.
 
     python bench/ingest.py --agents 1000 --eps 10 --seconds 60
 """
@@ -112,9 +118,46 @@ def enrol_agents(base: str, verify: ssl.SSLContext, key: str, count: int) -> lis
     return agents
 
 
-def _events(agent: int, start: int, count: int) -> bytes:
+def _health(sent: int) -> dict[str, object]:
+    """A keep-alive's health report shaped like the real agent's (collectors included)."""
+    collector = {"events": 12, "errors": 0, "last_error": None, "last_error_at": None}
+    return {
+        "queued": 0,
+        "sent": sent,
+        "dropped": 0,
+        "quarantined": 0,
+        "version": "bench",
+        "tasks_waiting": 0,
+        "last_delivery_error": None,
+        "collectors": {
+            "logs": {**collector, "running": True},
+            "fim": {**collector, "running": True, "state": {"files": 2210, "scanning": False}},
+            "rootcheck": {**collector, "running": True},
+            "inventory": {**collector, "running": True, "state": {"interval": 3600}},
+        },
+    }
+
+
+def inventory_event() -> dict[str, object]:
+    """Return an inventory snapshot event of this machine, as the agent's collector sends."""
+    from puffin.agent.inventory import InventoryCollector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory, _errors = InventoryCollector(Path(tmp)).snapshot()
+    return {
+        "module": "inventory",
+        "title": "Inventory",
+        "inventory": inventory,
+        "full_log": f"inventory: {len(inventory.get('packages', []))} packages",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _events(
+    agent: int, start: int, count: int, extra: list[dict[str, object]] | None = None
+) -> bytes:
     now = time.time()
-    events = [
+    events: list[dict[str, object]] = [
         {
             "full_log": f"Nov 22 10:00:00 host{agent} sshd[{1000 + i}]: Failed password for "
             f"invalid user u{start + i} from 198.51.100.{i % 250} port 4{i % 1000:03d} ssh2",
@@ -124,6 +167,7 @@ def _events(agent: int, start: int, count: int) -> bytes:
         }
         for i in range(count)
     ]
+    events += extra or []
     return gzip.compress(json.dumps({"events": events}).encode(), compresslevel=5)
 
 
@@ -134,12 +178,17 @@ async def run_agents(
     eps: float,
     seconds: float,
     interval: float,
+    keepalive: float,
+    inventory_every: float,
+    inventory: dict[str, object],
 ) -> dict[str, object]:
     verify = ssl.create_default_context(cafile=cafile)
     limits = httpx.Limits(max_connections=len(agents), max_keepalive_connections=len(agents))
     latencies: list[float] = []
-    stored = 0
-    errors = 0
+    keepalive_latencies: list[float] = []
+    stored = acknowledged = 0
+    errors = keepalive_errors = 0
+    inventories = 0
     per_batch = max(1, round(eps * interval))
     async with httpx.AsyncClient(base_url=base, verify=verify, limits=limits, timeout=30) as client:
         # Agents start spread over one interval; count only the steady state after it.
@@ -147,12 +196,17 @@ async def run_agents(
         end = steady_from + seconds
 
         async def agent_loop(index: int, headers: dict[str, str]) -> None:
-            nonlocal stored, errors
+            nonlocal stored, acknowledged, errors, inventories
             sequence = 0
+            next_inventory = time.monotonic() + random.uniform(0, inventory_every or 1)
             await asyncio.sleep(random.uniform(0, interval))
             while time.monotonic() < end:
                 sequence += 1
-                body = _events(index, sequence * per_batch, per_batch)
+                extra = []
+                if inventory_every and time.monotonic() >= next_inventory:
+                    extra, next_inventory = [inventory], next_inventory + inventory_every
+                    inventories += 1
+                body = _events(index, sequence * per_batch, per_batch, extra)
                 started = time.monotonic()
                 try:
                     response = await client.post(
@@ -166,6 +220,7 @@ async def run_agents(
                         },
                     )
                     response.raise_for_status()
+                    acknowledged += int(response.json()["stored"])
                     if started >= steady_from:
                         stored += int(response.json()["stored"])
                         latencies.append(time.monotonic() - started)
@@ -173,13 +228,52 @@ async def run_agents(
                     errors += 1
                 await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
-        await asyncio.gather(*(agent_loop(i, h) for i, h in enumerate(agents)))
+        async def keepalive_loop(headers: dict[str, str]) -> None:
+            nonlocal keepalive_errors
+            config_hash, sent = "", 0
+            await asyncio.sleep(random.uniform(0, keepalive))
+            while time.monotonic() < end:
+                report = {
+                    "health": _health(sent),
+                    "config_hash": config_hash,
+                    "events_sent": round(eps * keepalive),
+                    "allowed_actions": ["block-ip", "unblock-ip"],
+                }
+                started = time.monotonic()
+                try:
+                    response = await client.post(
+                        "/api/agent/v1/keepalive", json=report, headers=headers
+                    )
+                    response.raise_for_status()
+                    config_hash = str(response.json().get("config_hash", ""))
+                    sent += round(eps * keepalive)
+                    if started >= steady_from:
+                        keepalive_latencies.append(time.monotonic() - started)
+                except httpx.HTTPError:
+                    keepalive_errors += 1
+                await asyncio.sleep(max(0.0, keepalive - (time.monotonic() - started)))
+
+        loops = [agent_loop(i, h) for i, h in enumerate(agents)]
+        if keepalive:
+            loops += [keepalive_loop(h) for h in agents]
+        await asyncio.gather(*loops)
         elapsed = seconds
-    return {"stored": stored, "errors": errors, "latencies": latencies, "elapsed": elapsed}
+    return {
+        "stored": stored,
+        "acknowledged": acknowledged,
+        "errors": errors,
+        "keepalive_errors": keepalive_errors,
+        "latencies": latencies,
+        "keepalive_latencies": keepalive_latencies,
+        "inventories": inventories,
+        "elapsed": elapsed,
+    }
 
 
 def _worker(
-    args: tuple[str, str, list[dict[str, str]], float, float, float],
+    args: tuple[
+        str, str, list[dict[str, str]], float, float, float, float, float, dict[str, object]
+    ],
     out: multiprocessing.Queue[dict[str, object]],
 ) -> None:
     out.put(asyncio.run(run_agents(*args)))
@@ -207,8 +301,22 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=float, default=5.0, help="seconds between an agent's batches"
     )
+    parser.add_argument(
+        "--keepalive", type=float, default=30.0, help="seconds between keep-alives (0: none)"
+    )
+    parser.add_argument(
+        "--inventory-every",
+        type=float,
+        default=3600.0,
+        help="seconds between an agent's inventory snapshots (0: none)",
+    )
     parser.add_argument("--senders", type=int, default=2, help="load-generating processes")
     options = parser.parse_args()
+    if min(options.agents, options.eps, options.seconds, options.interval, options.senders) <= 0:
+        parser.error("--agents, --eps, --seconds, --interval and --senders must be positive")
+    if options.keepalive < 0 or options.inventory_every < 0:
+        parser.error("--keepalive and --inventory-every must not be negative")
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="puffin-bench-") as tmp:
         data_dir = Path(tmp)
@@ -221,16 +329,22 @@ def main() -> None:
             verify = ssl.create_default_context(cafile=cafile)
             print(f"server up on {base}; enrolling {options.agents} agents", flush=True)
             agents = enrol_agents(base, verify, key, options.agents)
-            result = _drive(options, base, cafile, agents, server.pid)
+            result: dict[str, object] = {**_drive(options, base, cafile, agents, server.pid)}
         finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
+            stopped = _stop(server)
+    result["server_stopped_within_30_s"] = stopped
+    result["load_before"] = [round(value, 2) for value in load_before]
+    result["load_after"] = [round(value, 2) for value in os.getloadavg()]
     print(
         f"agents={options.agents} offered={options.agents * options.eps:.0f} ev/s "
         f"stored={result['events_per_second']:.0f} ev/s p50={result['p50_latency_s']:.3f}s "
-        f"p99={result['p99_latency_s']:.3f}s server_rss={result['server_rss_mb']:.0f} MB "
-        f"errors={result['errors']}"
+        f"p99={result['p99_latency_s']:.3f}s keep-alives={result['keepalives']} "
+        f"(p50={result['keepalive_p50_s']:.3f}s p99={result['keepalive_p99_s']:.3f}s) "
+        f"inventories={result['inventories']} server_rss={result['server_rss_mb']:.0f} MB "
+        f"server CPU {result['server_cpu_ms_per_1000_events']} ms per 1,000 events "
+        f"batch errors={result['errors']} keep-alive errors={result['keepalive_errors']}"
     )
+    print(f"load average before {result['load_before']}, after {result['load_after']}")
     print(json.dumps(result))
 
 
@@ -244,33 +358,68 @@ def _drive(
     watcher = context.Process(target=watch_rss, args=(pid, stop, rss))
     watcher.start()
     shares = [agents[i :: options.senders] for i in range(options.senders)]
+    inventory = inventory_event() if options.inventory_every else {}
+    timing = (options.eps, options.seconds, options.interval, options.keepalive)
     senders = [
         context.Process(
             target=_worker,
-            args=((base, cafile, share, options.eps, options.seconds, options.interval), results),
+            args=((base, cafile, share, *timing, options.inventory_every, inventory), results),
         )
         for share in shares
     ]
+    server = psutil.Process(pid)
+    cpu_before = sum(server.cpu_times()[:2])
     for process in senders:
         process.start()
-    outcomes = [results.get() for _ in senders]
+    # A sender that died never answers: give up instead of waiting for ever.
+    deadline = options.seconds + options.interval + max(options.keepalive, 0) + 300
+    outcomes = [results.get(timeout=deadline) for _ in senders]
+    cpu_seconds = sum(server.cpu_times()[:2]) - cpu_before
     for process in senders:
         process.join()
     stop.set()
     peak = rss.get()
     watcher.join()
     latencies = sorted(x for o in outcomes for x in o["latencies"])  # type: ignore[attr-defined]
+    keepalives = sorted(x for o in outcomes for x in o["keepalive_latencies"])  # type: ignore[attr-defined]
     stored = sum(int(o["stored"]) for o in outcomes)  # type: ignore[call-overload]
+    acknowledged = sum(int(o["acknowledged"]) for o in outcomes)  # type: ignore[call-overload]
     elapsed = max(float(o["elapsed"]) for o in outcomes)  # type: ignore[arg-type]
     return {
         "agents": options.agents,
         "offered_events_per_second": options.agents * options.eps,
         "events_per_second": round(stored / elapsed, 1),
         "p50_latency_s": round(statistics.median(latencies), 4) if latencies else 0.0,
-        "p99_latency_s": round(latencies[int(len(latencies) * 0.99) - 1], 4) if latencies else 0.0,
+        "p99_latency_s": _p99(latencies),
+        "keepalive_seconds": options.keepalive,
+        "keepalives": len(keepalives),
+        "keepalive_p50_s": round(statistics.median(keepalives), 4) if keepalives else 0.0,
+        "keepalive_p99_s": _p99(keepalives),
+        "inventories": sum(int(o["inventories"]) for o in outcomes),  # type: ignore[call-overload]
         "server_rss_mb": round(peak, 1),
+        # CPU the server spent per 1,000 events over the whole run (warm-up included):
+        # unlike events/s, this hardly depends on what else loads the machine.
+        "server_cpu_seconds": round(cpu_seconds, 1),
+        "server_cpu_ms_per_1000_events": round(1e6 * cpu_seconds / max(1, acknowledged), 1),
         "errors": sum(int(o["errors"]) for o in outcomes),  # type: ignore[call-overload]
+        "keepalive_errors": sum(int(o["keepalive_errors"]) for o in outcomes),  # type: ignore[call-overload]
     }
+
+
+def _stop(server: subprocess.Popen[str]) -> bool:
+    """Stop the server (SIGTERM, then SIGKILL after 30 s); return whether it stopped itself."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+        return True
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=30)
+        return False
+
+
+def _p99(values: list[float]) -> float:
+    return round(values[max(0, int(len(values) * 0.99) - 1)], 4) if values else 0.0
 
 
 if __name__ == "__main__":

@@ -43,8 +43,6 @@ NO_POSTGRES = "PUFFIN_TEST_POSTGRES_URL is not set (`make test` starts a throwaw
 # repeat them. A module may also say so itself with `PUFFIN_BACKENDS = ("sqlite",)`.
 WITHOUT_STATE_DATABASE = frozenset(
     {
-        "integration/test_event_store.py",  # its own SQLite file; see postgres/test_event_store
-        "integration/test_syslog_receiver.py",  # its own SQLite file for the event store
         "integration/test_hunt_logtest.py",  # offline hunting over files
         "integration/test_cli_rules.py",  # rule packs on disk
         "integration/misp_fixer/test_cli.py",  # the fixer against a fake MISP

@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puffin import __version__
 from puffin.alert.outputs import STATE_KEY as ALERT_OUTPUTS_KEY
 from puffin.alert.outputs import AlertOutputs
-from puffin.api import errors as api_errors
 from puffin.api.agent_gateway import router as agent_gateway_router
 from puffin.api.health import router as health_router
 from puffin.api.misp_webhook import STATE_ATTRIBUTE as MISP_FIXER_STATE
 from puffin.api.misp_webhook import MispFixerService
 from puffin.api.misp_webhook import router as misp_webhook_router
 from puffin.api.v1.router import router as api_v1_router
-from puffin.audit import service as audit_service
+from puffin.api.wiring import (
+    audited_session_factory,
+    install_error_handlers,
+    install_request_observer,
+)
 from puffin.auth import service as auth_service
 from puffin.core.crypto import load_or_create_secret
-from puffin.core.db import make_engine, make_session_factory, transaction
-from puffin.core.errors import PuffinError
+from puffin.core.db import make_engine, transaction
 from puffin.core.metrics import HttpMetrics
 from puffin.core.settings import Settings
 from puffin.core.state import AppState
@@ -61,16 +58,11 @@ _SECURITY_HEADERS = {
 }
 
 
-def _write_audit_on_commit(session: Session) -> None:
-    audit_service.write_pending(session=session)
-
-
 def build_state(settings: Settings) -> AppState:
     """Create engines, session factory and registries owned by one application."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
-    factory = make_session_factory(engine)
-    event.listen(factory, "before_commit", _write_audit_on_commit)
+    factory = audited_session_factory(engine)
     secret = (
         settings.secret_key.get_secret_value()
         if settings.secret_key
@@ -122,61 +114,27 @@ def event_store(state: AppState) -> EventStore:
     return store
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    def wants_html(request: Request) -> bool:
-        path = request.url.path
-        if path.startswith(("/api/", "/webhook/")) or path in {"/healthz", "/readyz", "/metrics"}:
-            return False
-        return "text/html" in request.headers.get("accept", "")
-
-    async def on_domain(request: Request, error: Exception) -> Response:
-        assert isinstance(error, PuffinError)
-        if wants_html(request):
-            return web_errors.render_error(request, error.status_code, error.title, error.detail)
-        return api_errors.from_domain_error(request, error)
-
-    async def on_validation(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        return api_errors.from_validation_error(request, error)
-
-    async def on_http(request: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        if wants_html(request):
-            detail = error.detail if isinstance(error.detail, str) else ""
-            return web_errors.render_error(request, error.status_code, "Error", detail)
-        return api_errors.from_http_exception(request, error)
-
-    async def on_unexpected(request: Request, error: Exception) -> Response:
-        return api_errors.from_unexpected(request, error)
-
-    app.add_exception_handler(PuffinError, on_domain)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+def _console_error_page(request: Request, status: int, title: str, detail: str) -> Response | None:
+    """Return the console's error page for a browser; None (problem+json) for API callers."""
+    path = request.url.path
+    if path.startswith(("/api/", "/webhook/")) or path in {"/healthz", "/readyz", "/metrics"}:
+        return None
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    return web_errors.render_error(request, status, title, detail)
 
 
-def _install_middleware(app: FastAPI, state: AppState) -> None:
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        state.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        state.metrics.latency.labels(request.method, template).observe(
-            time.perf_counter() - started
-        )
-        for name, value in _SECURITY_HEADERS.items():
-            if name == "Content-Security-Policy" and request.url.path in {"/docs", "/redoc"}:
-                continue
-            response.headers.setdefault(name, value)
-        if state.settings.tls:
-            response.headers.setdefault(
-                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
-            )
-        return response
+def _security_headers(settings: Settings) -> Callable[[Request], Mapping[str, str]]:
+    """Return the headers for each answer: no CSP on the API docs pages, HSTS under TLS."""
+    everywhere = dict(_SECURITY_HEADERS)
+    if settings.tls:
+        everywhere["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    on_docs = {k: v for k, v in everywhere.items() if k != "Content-Security-Policy"}
+
+    def headers(request: Request) -> Mapping[str, str]:
+        return on_docs if request.url.path in {"/docs", "/redoc"} else everywhere
+
+    return headers
 
 
 def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
@@ -224,8 +182,8 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
     )
     app.state.puffin = state
     setattr(app.state, MISP_FIXER_STATE, fixer_service)
-    _install_error_handlers(app)
-    _install_middleware(app, state)
+    install_error_handlers(app, page=_console_error_page)
+    install_request_observer(app, state.metrics, headers=_security_headers(settings))
     app.include_router(health_router)
     app.include_router(api_v1_router)
     app.include_router(agent_gateway_router)

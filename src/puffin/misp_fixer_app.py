@@ -10,31 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from sqlalchemy import event
-from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI, Request
 
 from puffin import __version__
-from puffin.api import errors as api_errors
 from puffin.api.health import router as health_router
 from puffin.api.misp_webhook import STATE_ATTRIBUTE, MispFixerService
 from puffin.api.misp_webhook import router as webhook_router
-from puffin.audit import service as audit_service
+from puffin.api.wiring import (
+    audited_session_factory,
+    install_error_handlers,
+    install_request_observer,
+)
 from puffin.auth import service as auth_service
 from puffin.auth.schemas import OrganisationCreate
 from puffin.core.changes import Actor, set_actor
 from puffin.core.crypto import load_or_create_secret
-from puffin.core.db import make_engine, make_session_factory, transaction
-from puffin.core.errors import PuffinError
+from puffin.core.db import make_engine, transaction
 from puffin.core.metrics import HttpMetrics
 from puffin.core.settings import Settings
 from puffin.core.state import AppState
+from puffin.intel.misp_fixer.fixer import FixerSetupError
 from puffin.intel.misp_fixer.settings import FixerSettings
 from puffin.migrations.runner import upgrade_database
 
@@ -47,20 +45,14 @@ _HEADERS = {
 }
 
 
-def _write_audit_on_commit(session: Session) -> None:
-    audit_service.write_pending(session=session)
-
-
 def build_fixer_state(settings: Settings) -> AppState:
     """Create the state database's engine and session factory, with the audit hook."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
-    factory = make_session_factory(engine)
-    event.listen(factory, "before_commit", _write_audit_on_commit)
     return AppState(
         settings=settings,
         engine=engine,
-        session_factory=factory,
+        session_factory=audited_session_factory(engine),
         secret_key=load_or_create_secret(settings.data_dir / "secret_key"),
         metrics=HttpMetrics(),
     )
@@ -92,7 +84,10 @@ def create_misp_fixer_app(settings: Settings, fixer_settings: FixerSettings) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(prepare_store, state, organisation=fixer_settings.organisation)
-        await asyncio.to_thread(service.fixer)  # warninglists load before the first call
+        try:
+            await asyncio.to_thread(service.fixer)  # warninglists load before the first call
+        except FixerSetupError as error:  # the webhook answers 503 with the same reason
+            logger.error("the MISP fixer cannot start: %s", error.detail)
         yield
         service.close()
         state.engine.dispose()
@@ -109,53 +104,16 @@ def create_misp_fixer_app(settings: Settings, fixer_settings: FixerSettings) -> 
     )
     app.state.puffin = state
     setattr(app.state, STATE_ATTRIBUTE, service)
-    _install_error_handlers(app)
-    _install_middleware(app, state)
+    install_error_handlers(app)  # problem+json only: there are no console pages here
+    install_request_observer(app, state.metrics, headers=_security_headers(settings))
     app.include_router(health_router)
     app.include_router(webhook_router)
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    """Answer every error as `application/problem+json`, as the server's API does."""
-
-    async def on_domain(request: Request, error: Exception) -> Response:
-        assert isinstance(error, PuffinError)
-        return api_errors.from_domain_error(request, error)
-
-    async def on_validation(request: Request, error: Exception) -> Response:
-        assert isinstance(error, RequestValidationError)
-        return api_errors.from_validation_error(request, error)
-
-    async def on_http(request: Request, error: Exception) -> Response:
-        assert isinstance(error, StarletteHTTPException)
-        return api_errors.from_http_exception(request, error)
-
-    async def on_unexpected(request: Request, error: Exception) -> Response:
-        return api_errors.from_unexpected(request, error)
-
-    app.add_exception_handler(PuffinError, on_domain)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
-
-
-def _install_middleware(app: FastAPI, state: AppState) -> None:
-    """Count requests by route and status, and set the security headers."""
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        template = getattr(request.scope.get("route"), "path", "unmatched")
-        state.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        state.metrics.latency.labels(request.method, template).observe(
-            time.perf_counter() - started
-        )
-        for name, value in _HEADERS.items():
-            response.headers.setdefault(name, value)
-        if state.settings.tls:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
+def _security_headers(settings: Settings) -> Callable[[Request], Mapping[str, str]]:
+    """Return the headers of every answer, with HSTS when the service speaks TLS."""
+    headers = dict(_HEADERS)
+    if settings.tls:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return lambda request: headers

@@ -6,16 +6,13 @@ missing; nothing fails at collection.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from tests.loopback import free_port, serving_https
 
 from puffin.app import create_app
 from puffin.core.settings import Settings
@@ -45,12 +42,6 @@ class LiveServer:
     max_failures: int = MAX_FAILURES
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _require_chromium() -> Any:
     """Return Playwright's sync API, or skip when Chromium or Playwright is missing."""
     if not CHROMIUM.exists():
@@ -64,7 +55,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     _require_chromium()  # no point starting a server that no browser will visit
     data_dir = tmp_path_factory.mktemp("puffin")
     paths = ensure_certificate(data_dir, None, None)
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         data_dir=data_dir,
         environment="test",
@@ -74,25 +65,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     )
     announced: list[str] = []
     app = create_app(settings, announce=announced.append)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=str(paths.cert_file),
-        ssl_keyfile=str(paths.key_file),
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    password = announced[0].split("password: ")[1].strip()
-    yield LiveServer(f"https://127.0.0.1:{port}", paths.cert_file, password, data_dir)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_https(app, port, paths.cert_file, paths.key_file):
+        password = announced[0].split("password: ")[1].strip()
+        yield LiveServer(f"https://127.0.0.1:{port}", paths.cert_file, password, data_dir)
 
 
 @pytest.fixture(scope="module")

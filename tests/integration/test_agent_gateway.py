@@ -260,3 +260,67 @@ def test_text_lines_from_log_files_are_decoded_at_ingest(server):
     assert decoded["module"] == "logcollector"
     as_json = next(e for e in stored if e["location"] == "/var/log/app.json")["data"]
     assert "decoder" not in as_json
+
+
+def test_configuration_is_sent_again_only_when_its_hash_changes(server):
+    agent = _enroll(server)
+    agent_id = agent["X-Puffin-Agent"]
+
+    def keepalive(config_hash: str) -> dict:
+        reply = server.post(
+            "/api/agent/v1/keepalive", json={"config_hash": config_hash}, headers=agent
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+    def put_group(name: str, config: dict) -> None:
+        response = server.put(
+            "/api/v1/agent-groups",
+            json={"name": name, "config": config},
+            headers=server.admin_headers,
+        )
+        assert response.status_code == 200, response.text
+
+    put_group("default", {"logs": ["/var/log/syslog"]})
+    first = keepalive("")
+    assert first["config"] == {"logs": ["/var/log/syslog"]}
+    assert keepalive(first["config_hash"])["config"] is None
+    put_group("default", {"logs": ["/var/log/syslog"]})  # saved again, unchanged
+    assert keepalive(first["config_hash"])["config"] is None
+
+    put_group("default", {"logs": ["/var/log/syslog", "/var/log/auth.log"]})
+    edited = keepalive(first["config_hash"])
+    assert edited["config_hash"] != first["config_hash"]
+    assert edited["config"] == {"logs": ["/var/log/syslog", "/var/log/auth.log"]}
+
+    put_group("web", {"logs": ["/var/log/nginx/*.log"], "fim": {"paths": ["/srv"]}})
+    moved = server.patch(
+        f"/api/v1/agents/{agent_id}",
+        json={"groups": ["default", "web"]},
+        headers=server.admin_headers,
+    )
+    assert moved.status_code == 200
+    regrouped = keepalive(edited["config_hash"])
+    assert regrouped["config"] == {
+        "logs": ["/var/log/syslog", "/var/log/auth.log", "/var/log/nginx/*.log"],
+        "fim": {"paths": ["/srv"]},
+    }
+    detail = server.get(f"/api/v1/agents/{agent_id}", headers=server.admin_headers).json()
+    assert detail["config_current"] == regrouped["config_hash"]
+    assert detail["config_applied"] == edited["config_hash"]  # what it said it applies
+
+
+def test_events_sent_from_keepalives_are_counted(server):
+    import time
+
+    agent = _enroll(server)
+    agent_id = agent["X-Puffin-Agent"]
+    for sent in (0, 250, 50):
+        reply = server.post("/api/agent/v1/keepalive", json={"events_sent": sent}, headers=agent)
+        assert reply.status_code == 200
+        time.sleep(1.0)
+    detail = server.get(f"/api/v1/agents/{agent_id}", headers=server.admin_headers).json()
+    assert detail["events_received"] == 300
+    assert detail["event_rate"] > 0
+    negative = server.post("/api/agent/v1/keepalive", json={"events_sent": -1}, headers=agent)
+    assert negative.status_code == 422

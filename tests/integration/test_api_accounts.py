@@ -26,6 +26,31 @@ def test_create_organisation_should_return_201_for_a_site_admin(puffin):
     assert duplicate.headers["content-type"] == "application/problem+json"
 
 
+def test_a_non_ascii_organisation_name_taken_twice_is_409_not_500(puffin):
+    admin = puffin.site_admin()
+    first = admin.post("/api/v1/organisations", json={"name": "Ðunið", "slug": "dunid"})
+    assert first.status_code == 201
+    again = admin.post("/api/v1/organisations", json={"name": "Ðunið", "slug": "dunid-2"})
+    assert again.status_code == 409, again.text
+    other = admin.post("/api/v1/organisations", json={"name": "Other", "slug": "other"}).json()
+    renamed = admin.patch(f"/api/v1/organisations/{other['id']}", json={"name": "Ðunið"})
+    assert renamed.status_code == 409, renamed.text
+
+
+def test_a_nul_character_is_stored_or_refused_with_422_never_500(puffin, backend):
+    admin = puffin.actor(puffin.organisation("acme"), Role.ADMIN)
+    created = admin.post("/api/v1/api-keys", json={"name": "a\u0000b"})
+    searched = admin.get("/api/v1/events", params={"module": "\x00"})
+    grouped = admin.put("/api/v1/agent-groups", json={"name": "g", "config": {"\u0000": 1}})
+    for response in (created, searched, grouped):
+        if backend.name == "postgres":  # PostgreSQL text cannot hold U+0000
+            assert response.status_code == 422, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert "NUL" in response.json()["detail"]
+        else:
+            assert response.status_code < 300, response.text
+
+
 def test_create_organisation_should_return_403_for_an_organisation_admin(puffin):
     org = puffin.organisation("acme")
     admin = puffin.actor(org, Role.ADMIN)

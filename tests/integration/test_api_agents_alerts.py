@@ -238,6 +238,50 @@ def test_syslog_listener_starts_with_the_server(tmp_path):
     ]
 
 
+def _syslog_source(app) -> dict:
+    from puffin.auth import service as auth_service
+    from puffin.core.pagination import PageParams
+
+    with transaction(app.state.puffin.session_factory) as session:
+        org = auth_service.get_organisation_by_slug(session=session, slug="default")
+        page = endpoint_service.list_agents(
+            session=session, organisation_id=org.id, page=PageParams(), text="syslog-"
+        )
+    return page.items[0].model_dump() if page.items else {}
+
+
+def test_a_syslog_sender_is_listed_like_an_agent_and_its_last_contact_moves(tmp_path):
+    import socket
+    import time
+
+    settings = Settings(
+        data_dir=tmp_path, environment="test", tls=False, syslog_udp_port=0, syslog_host="127.0.0.1"
+    )
+    app = create_app(settings, announce=lambda _: None)
+
+    def send_and_wait(line: bytes, received: int) -> dict:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(line, ("127.0.0.1", background.syslog_ports["udp"]))
+        for _ in range(200):
+            source = _syslog_source(app)
+            if source.get("events_received") == received:
+                return source
+            time.sleep(0.05)
+        raise AssertionError(f"the sender never counted {received} events: {source}")
+
+    with TestClient(app):
+        background = app.state.puffin.extras["background"]
+        background.receiver.contact_seconds = 0  # note every flush, not every 5 s
+        first = send_and_wait(b"<38>Nov 22 09:15:01 fw01 sshd[811]: first", 1)
+        time.sleep(1.1)
+        second = send_and_wait(b"<38>Nov 22 09:15:03 fw01 sshd[811]: second", 2)
+    assert first["name"] == "syslog-127.0.0.1"
+    assert first["kind"] == "syslog"
+    assert first["status"] == "active"
+    assert second["last_seen_at"] > first["last_seen_at"]
+    assert second["event_rate"] > 0
+
+
 def test_alert_stream_pushes_new_alerts_as_server_sent_events(admin):
     import threading
     import time

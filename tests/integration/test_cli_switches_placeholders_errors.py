@@ -1,5 +1,5 @@
-"""`puffin rules enable|disable`, `--placeholders` for lint, hunt and logtest, and hunt's
-per-rule error counts."""
+"""`puffin rules enable|disable|stage|promote`, `--placeholders` for lint, hunt and
+logtest, and hunt's per-rule error counts and skipped rules."""
 
 from __future__ import annotations
 
@@ -69,6 +69,24 @@ def test_rules_disable_and_enable_switch_one_rule_in_one_organisation(tmp_path):
     assert on.exit_code == 0, on.output
     assert "is enabled" in on.output
     assert _switch_of(data, ROOT_LOGIN).enabled is True
+
+
+def test_rules_stage_and_promote_switch_forwarding_in_one_organisation(tmp_path):
+    data = tmp_path / "var"
+    staged = puffin("rules", "stage", ROOT_LOGIN, "--org", "default", "--data-dir", str(data))
+    assert staged.exit_code == 0, staged.output
+    assert "is enabled, staged (alerts stored, not forwarded) in organisation default" in (
+        staged.output
+    )
+    switch = _switch_of(data, ROOT_LOGIN)
+    assert (switch.enabled, switch.staged) == (True, True)
+    promoted = puffin("rules", "promote", ROOT_LOGIN, "--org", "default", "--data-dir", str(data))
+    assert promoted.exit_code == 0, promoted.output
+    assert "staged" not in promoted.output
+    assert _switch_of(data, ROOT_LOGIN).staged is False
+    unknown = puffin("rules", "stage", "no-such-rule", "--org", "default", "--data-dir", str(data))
+    assert unknown.exit_code == 1
+    assert "no rule with id 'no-such-rule'" in unknown.output
 
 
 def test_rules_enable_names_an_unknown_rule_or_organisation(tmp_path):
@@ -176,3 +194,22 @@ def test_hunt_prints_how_often_each_rule_raised(tmp_path, cache, jobs):
     assert "ZeroDivisionError" in result.output
     assert "1 rules raised 3 errors" in result.output
     assert "3 matches" in result.output  # the other rule still matched every record
+
+
+def test_hunt_lists_rules_that_did_not_load_and_counts_them_in_its_summary(tmp_path, cache):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "fine.yml").write_text(SERVICE_RULE.replace("%service_accounts%", "deploy"))
+    (rules / "broken.yml").write_text(
+        SERVICE_RULE.replace("3c0a8f52", "4d1b9a63").replace(
+            "condition: selection", "condition: nope"
+        )
+    )
+    log = tmp_path / "auth.log"
+    log.write_text(DEPLOY_LOGIN)
+    result = puffin("hunt", str(log), "--rules", str(rules))
+    assert result.exit_code == 0, result.output
+    assert "skipped rule" in result.output
+    assert "broken.yml" in result.output
+    assert "1 rules and 0 correlations could not be loaded" in result.output
+    assert "1 matches" in result.output

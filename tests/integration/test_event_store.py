@@ -1,4 +1,5 @@
-"""The event store keeps batches exactly once, reads by cursor, searches and expires."""
+"""The event store keeps batches exactly once, reads by cursor, searches and expires, on its
+own SQLite file and on PostgreSQL tables alike."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from puffin.core.clock import utcnow
 from puffin.core.db import make_engine
+from puffin.core.settings import Settings
 from puffin.ingest.store import EventQuery, EventStore, NewEvent
 
 
 @pytest.fixture
-def store(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+def store(tmp_path, database_url):
+    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'events.db'}")
     event_store = EventStore(engine)
     event_store.create_schema()
     yield event_store
@@ -105,3 +108,41 @@ def test_retention_by_age_deletes_old_events(store):
     store.append(organisation_id=ORG, source_id=AGENT, events=_events(2))
     assert store.apply_retention(max_age=timedelta(days=1), max_events=None) == 0
     assert store.apply_retention(max_age=timedelta(seconds=-1), max_events=None) == 2
+
+
+def _sized_events(count: int) -> list[NewEvent]:
+    # "é" is two bytes in UTF-8: size retention must count bytes, not characters.
+    return [NewEvent(data={"n": i}, full_log=f"{i:03d} " + "é" * 500) for i in range(count)]
+
+
+def test_retention_by_size_keeps_the_newest_events_that_fit(store):
+    store.append(organisation_id=ORG, source_id=AGENT, events=_sized_events(10))
+    one_event = store.stored_bytes() / 10
+    assert one_event > 1000  # bytes of UTF-8, not characters
+    assert store.apply_retention(max_age=None, max_events=None, max_bytes=10**9) == 0
+    deleted = store.apply_retention(max_age=None, max_events=None, max_bytes=int(one_event * 4.5))
+    assert deleted == 6
+    assert [event.data["n"] for event in store.read_after(0)] == [6, 7, 8, 9]
+    assert store.stored_bytes() <= one_event * 4.5
+
+
+def test_age_count_and_size_limits_apply_together(store):
+    store.append(organisation_id=ORG, source_id=AGENT, events=_sized_events(10))
+    one_event = store.stored_bytes() / 10
+    deleted = store.apply_retention(
+        max_age=timedelta(days=1), max_events=8, max_bytes=int(one_event * 5.5)
+    )
+    assert deleted == 5
+    assert [event.data["n"] for event in store.read_after(0)] == [5, 6, 7, 8, 9]
+    assert store.apply_retention(max_age=timedelta(seconds=-1), max_events=None) == 5
+    assert store.stored_bytes() == 0
+
+
+def test_the_size_limit_is_a_setting_with_units():
+    assert (
+        Settings(environment="test", event_retention_max_bytes="2GiB").event_retention_max_bytes
+        == 2 * 1024**3
+    )
+    assert Settings(environment="test").event_retention_max_bytes is None
+    with pytest.raises(ValidationError, match="event_retention_max_bytes"):
+        Settings(environment="test", event_retention_max_bytes="12")

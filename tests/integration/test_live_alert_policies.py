@@ -1,6 +1,6 @@
 """The live path through the real server and its detection worker: dedupe windows from the
 rules' YAML and from settings, staged rules that forward nothing, `expand` placeholders
-from settings, and syslog datagrams that become alerts."""
+from settings, and syslog messages (UDP and TCP) that become alerts."""
 
 from __future__ import annotations
 
@@ -283,3 +283,24 @@ def test_a_syslog_datagram_on_loopback_becomes_an_alert_in_the_api(tmp_path):
         [alert] = _until(lambda: _of_rule(client, ROOT_LOGIN))
         assert alert["source_name"] == "syslog-127.0.0.1"
         assert _src_ip(client, alert) == "203.0.113.44"
+
+
+def test_syslog_over_tcp_in_both_framings_becomes_alerts_in_the_api(tmp_path):
+    with _server(tmp_path, syslog_host="127.0.0.1", syslog_tcp_port=0) as client:
+        port = client.app.state.puffin.extras["background"].syslog_ports["tcp"]
+        rfc3164 = "<38>" + SSHD.format(
+            minute=5, second=1, verb="Accepted", user="root", ip="203.0.113.51", n=1
+        )
+        rfc5424 = (
+            b"<38>1 2026-12-04T10:05:02Z web2 sshd 812 - - "
+            b"Accepted password for root from 203.0.113.52 port 50002 ssh2"
+        )
+        with socket.create_connection(("127.0.0.1", port)) as sender:
+            # RFC 6587: one newline-terminated frame, then one octet-counted frame.
+            sender.sendall(rfc3164.encode() + b"\n" + b"%d " % len(rfc5424) + rfc5424)
+        alerts = _until(lambda: len(found := _of_rule(client, ROOT_LOGIN)) >= 2 and found)
+        assert sorted(_src_ip(client, alert) for alert in alerts) == [
+            "203.0.113.51",
+            "203.0.113.52",
+        ]
+        assert {alert["source_name"] for alert in alerts} == {"syslog-127.0.0.1"}

@@ -22,8 +22,8 @@ RFC5424 = '<165>1 2026-11-22T09:15:02.003Z edge01 nginx 42 ID47 [ex@32473 a="1"]
 
 
 @pytest.fixture
-def store(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'events.db'}")
+def store(tmp_path, database_url):
+    engine = make_engine(database_url or f"sqlite:///{tmp_path / 'events.db'}")
     event_store = EventStore(engine)
     event_store.create_schema()
     yield event_store

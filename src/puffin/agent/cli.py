@@ -1,5 +1,5 @@
 """The agent's commands (`puffin agent …` and `python -m puffin.agent`): enrol, run, status,
-requeue, install."""
+requeue, install. `python -m puffin.agent run` skips typer (see `puffin.agent.launch`)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
-from puffin.agent import runner, state
+from puffin.agent import launch, runner, state
+from puffin.agent.launch import DEFAULT_STATE_DIR
 
 app = typer.Typer(no_args_is_help=True)
 
-DEFAULT_STATE_DIR = Path("/var/lib/puffin-agent")
-StateDir = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help="Where the agent keeps its state.")
+StateDir = typer.Option(DEFAULT_STATE_DIR, "--state-dir", help=launch.HELP["state_dir"])
 
 
 @app.command("enroll")
@@ -60,37 +60,16 @@ def enroll(
 
 @app.command("run")
 def run(
-    log: list[str] = typer.Option(
-        [], "--log", help="A file glob to follow, optionally GLOB::json or GLOB::plain."
-    ),
+    log: list[str] = typer.Option([], "--log", help=launch.HELP["log"]),
     state_dir: Path = StateDir,
-    config: Path | None = typer.Option(
-        None,
-        "--config",
-        help="Local configuration (JSON): logs, fim, rootcheck, inventory, journald, audit, "
-        "commands. It adds to the group configuration the server sends.",
-    ),
-    seconds: float = typer.Option(0, help="Stop after this many seconds (0: run until stopped)."),
+    config: Path | None = typer.Option(None, "--config", help=launch.HELP["config"]),
+    seconds: float = typer.Option(0, help=launch.HELP["seconds"]),
 ) -> None:
     """Collect and deliver events until stopped."""
-    from puffin.agent.collectors import load_local
-
-    try:
-        settings = runner.settings_from(log, local=load_local(config))
-    except ValueError as error:  # json.JSONDecodeError is a ValueError
-        typer.echo(f"error: {config}: {error}", err=True)
-        raise typer.Exit(2) from error
-    try:
-        agent = runner.Agent.open(state_dir, settings)
-    except FileNotFoundError as error:
-        typer.echo(f"error: not enrolled; run `puffin agent enroll` first ({error})", err=True)
-        raise typer.Exit(1) from error
-    try:
-        agent.run(stop_after=seconds or None)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        agent.close()
+    # `python -m puffin.agent run` reaches launch.run without typer (see puffin.agent.launch).
+    status = launch.run(log, state_dir, config, seconds)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("status")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from puffin.agent.enrolment import detail
 from puffin.agent.http import Client, TransportError
 from puffin.agent.outbox import Batch, Outbox
-from puffin.protocol.wire import GATEWAY_PREFIX, SEQUENCE_HEADER, BatchAck
+from puffin.protocol.messages import GATEWAY_PREFIX, SEQUENCE_HEADER, BatchAck
 
 logger = logging.getLogger(__name__)
 

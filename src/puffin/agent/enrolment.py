@@ -13,11 +13,15 @@ import platform
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from puffin import __version__
 from puffin.agent import state, transport
 from puffin.agent.http import Response, TransportError
-from puffin.protocol.wire import GATEWAY_PREFIX, EnrollRequest, EnrollResponse
+from puffin.protocol.messages import GATEWAY_PREFIX
+
+if TYPE_CHECKING:
+    from puffin.protocol.wire import EnrollResponse
 
 Confirm = Callable[[str], bool]
 
@@ -86,6 +90,10 @@ def enroll(
 
 
 def _enrol(server: str, cert_pem: str, token: str, name: str) -> EnrollResponse:
+    # pydantic only here: enrolling is a command of its own, and the running agent (which
+    # imports this module) stays without it (see puffin.protocol.messages).
+    from puffin.protocol.wire import EnrollRequest, EnrollResponse
+
     request = EnrollRequest(
         token=token,
         name=name,

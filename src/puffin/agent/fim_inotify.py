@@ -7,6 +7,7 @@ import ctypes.util
 import errno
 import os
 import struct
+import sys
 from dataclasses import dataclass
 
 IN_MODIFY = 0x00000002
@@ -23,8 +24,9 @@ IN_IGNORED = 0x00008000
 IN_ONLYDIR = 0x01000000
 IN_DONT_FOLLOW = 0x02000000
 IN_ISDIR = 0x40000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
+# Linux's values where `os` lacks them (Windows), so this module imports everywhere.
+IN_NONBLOCK = getattr(os, "O_NONBLOCK", 0o4000)
+IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 
 WATCH_MASK = (
     IN_CREATE
@@ -81,6 +83,8 @@ def parse_events(buffer: bytes) -> list[RawEvent]:
 
 
 def _libc() -> ctypes.CDLL:
+    if not sys.platform.startswith("linux"):
+        raise OSError(f"inotify exists only on Linux, not on {sys.platform}")
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     libc.inotify_init1.argtypes = [ctypes.c_int]
     libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]

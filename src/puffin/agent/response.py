@@ -6,14 +6,18 @@ Actions (the server's spelling `block_ip` is accepted as `block-ip`):
   drop traffic from the address. With nftables, an element in a set with timeouts in the
   agent's own table `inet puffin` (created once, atomically, with `nft -f -`), so the
   kernel unblocks by itself; without nft, `iptables`/`ip6tables -I INPUT -s IP -j DROP`.
-  Either way the block and its end time are recorded in `responses.json` in the state
-  directory, and `expire(now)` lifts the iptables rules that are due, after a restart too.
+  On Windows, two Windows Firewall rules named `puffin-block-IP` (inbound and outbound,
+  every profile) through `netsh advfirewall firewall add rule`; unblocking deletes the
+  rules of that name. Either way the block and its end time are recorded in
+  `responses.json` in the state directory, and `expire(now)` lifts the iptables and
+  Windows Firewall rules that are due, after a restart too.
   Loopback, unspecified and multicast addresses, and any `protected` address (the server),
   are refused.
 - `unblock-ip` `{"ip"}`: lift a block.
 - `kill-process` `{"pid", "name"?}`: SIGTERM, then SIGKILL after 5 s. Refuses pid 1 and
   lower, the agent's own pid and its parent; with `name`, refuses a process whose name
-  differs (the pid was reused).
+  differs (the pid was reused). On Windows it also refuses the System process and the
+  processes whose end stops the machine (csrss.exe, wininit.exe, lsass.exe, …).
 
 Anything else, or an action not in `allowed`, is answered `ok=False` with a reason. Which
 actions are allowed is set by the agent's local configuration only (`response:
@@ -29,9 +33,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import ntpath
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -42,7 +48,7 @@ from typing import Any
 
 import psutil
 
-from puffin.protocol.wire import Task, TaskResult
+from puffin.protocol.messages import Task, TaskResult
 
 ACTIONS = ("block-ip", "unblock-ip", "kill-process")
 DEFAULT_ALLOWED = frozenset({"block-ip"})
@@ -52,6 +58,13 @@ MAX_BLOCK_SECONDS = 30 * 86400
 COMMAND_TIMEOUT = 30
 TERMINATE_GRACE = 5.0
 TABLE = ("inet", "puffin")
+NETSH_RULE_PREFIX = "puffin-block-"
+# Ending one of these stops Windows (a bug check) or logs every user off.
+WINDOWS_CRITICAL = frozenset(
+    {"system", "smss.exe", "csrss.exe", "wininit.exe", "winlogon.exe", "services.exe",
+     "lsass.exe", "lsaiso.exe"}
+)  # fmt: skip
+WINDOWS_SYSTEM_PID = 4
 NFT_RULESET = """table inet puffin {
     set blocked4 { type ipv4_addr; flags timeout; }
     set blocked6 { type ipv6_addr; flags timeout; }
@@ -76,7 +89,9 @@ def _iso(seconds: float) -> str:
 
 
 def detect_firewall() -> str:
-    """Return "nft" or "iptables", whichever is installed (nft first), or ""."""
+    """Return "netsh" on Windows, else "nft" or "iptables" if installed (nft first), or ""."""
+    if sys.platform == "win32":
+        return "netsh"
     for tool in ("nft", "iptables"):
         if shutil.which(tool):
             return tool
@@ -141,6 +156,8 @@ class Responder:
             try:
                 if block["firewall"] == "iptables":
                     self._iptables_unblock(ipaddress.ip_address(ip))
+                elif block["firewall"] == "netsh":
+                    self._netsh_unblock(ipaddress.ip_address(ip))
             except Refused as error:
                 results.append(
                     TaskResult(task_id=task_id, ok=False, result={**result, "error": str(error)})
@@ -162,6 +179,8 @@ class Responder:
             self._nft_block(address, seconds, refresh=ip in state["blocks"])
         elif self.firewall == "iptables":
             self._iptables_block(address)
+        elif self.firewall == "netsh":
+            self._netsh_block(address)
         else:
             raise Refused("no firewall tool found (nft or iptables)")
         until = time.time() + seconds
@@ -186,6 +205,8 @@ class Responder:
             self._must(["nft", "delete", "element", *TABLE, _nft_set(address), f"{{ {address} }}"])
         elif firewall == "iptables":
             self._iptables_unblock(address)
+        elif firewall == "netsh":
+            self._netsh_unblock(address)
         else:
             raise Refused("no firewall tool found (nft or iptables)")
         self._save(state)
@@ -238,6 +259,37 @@ class Responder:
         if removed == 0:
             raise Refused(f"{address} is not blocked")
 
+    def _netsh_block(self, address: Address) -> None:
+        name = f"name={NETSH_RULE_PREFIX}{address}"
+        # A renewed block replaces its rules rather than adding a second pair.
+        self._call([*_netsh_firewall(), "delete", "rule", name], errors="replace")
+        try:
+            for direction in ("in", "out"):
+                self._must(
+                    [
+                        *_netsh_firewall(),
+                        "add",
+                        "rule",
+                        name,
+                        f"dir={direction}",
+                        "action=block",
+                        f"remoteip={address}",
+                        "profile=any",
+                        "enable=yes",
+                    ],
+                    errors="replace",
+                )
+        except Refused:
+            self._call([*_netsh_firewall(), "delete", "rule", name], errors="replace")
+            raise
+
+    def _netsh_unblock(self, address: Address) -> None:
+        argv = [*_netsh_firewall(), "delete", "rule", f"name={NETSH_RULE_PREFIX}{address}"]
+        completed = self._call(argv, errors="replace")
+        if completed.returncode != 0:  # netsh answers 1 when no rule has the name
+            detail = (completed.stdout or completed.stderr or "").strip()[:300]
+            raise Refused(f"{address} is not blocked (netsh: {detail})")
+
     # kill-process
 
     def _kill(self, task: Task) -> dict[str, Any]:
@@ -252,6 +304,10 @@ class Responder:
             expected = task.parameters.get("name")
             if expected is not None and expected != name:
                 raise Refused(f"pid {pid} is {name!r}, not {expected!r}; not killed")
+            if sys.platform == "win32" and (
+                pid == WINDOWS_SYSTEM_PID or name.lower() in WINDOWS_CRITICAL
+            ):
+                raise Refused(f"refusing to kill {name} (pid {pid}): Windows needs it")
             signal_name = _terminate(process)
         except psutil.NoSuchProcess as error:
             raise Refused(f"no process with pid {pid}") from error
@@ -343,6 +399,12 @@ def _nft_set(address: Address) -> str:
 
 def _iptables(address: Address) -> str:
     return "iptables" if address.version == 4 else "ip6tables"
+
+
+def _netsh_firewall() -> list[str]:
+    """Return `netsh advfirewall firewall` by its full path (never looked up in PATH)."""
+    root = os.environ.get("SYSTEMROOT") or r"C:\Windows"
+    return [ntpath.join(root, "System32", "netsh.exe"), "advfirewall", "firewall"]
 
 
 def _terminate(process: psutil.Process) -> str:

@@ -9,8 +9,10 @@ neither loses a result nor runs an action twice.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from puffin.agent.http import Client, TransportError
 from puffin.agent.outbox import Outbox
 from puffin.agent.response import Responder, allowed_actions
 from puffin.agent.tasks import JOURNAL_FILE, TaskJournal
-from puffin.protocol.wire import (
+from puffin.protocol.messages import (
     AGENT_HEADER,
     GATEWAY_PREFIX,
     KeepAlive,
@@ -177,7 +179,11 @@ class Agent:
 
     def run_tasks(self, responder: Responder) -> None:
         """Run the journal's waiting tasks, keeping each result for the next keep-alive."""
-        for task in self.journal.waiting():
+        waiting = self.journal.waiting()
+        if waiting:  # the server's name may resolve to new addresses: protect them too
+            addresses = transport.server_addresses(self.enrolment.server)
+            responder.protected |= {ipaddress.ip_address(address) for address in addresses}
+        for task in waiting:
             self.journal.start(task)
             self.journal.finish(self._run_task(task, responder))
 
@@ -198,8 +204,9 @@ class Agent:
         protected = transport.server_addresses(self.enrolment.server)
         return Responder(self.state_dir, allowed=self.settings.allowed_actions, protected=protected)
 
-    def run(self, stop_after: float | None = None) -> None:
-        """Collect and deliver until interrupted (or for `stop_after` seconds)."""
+    def run(self, stop_after: float | None = None, stop: threading.Event | None = None) -> None:
+        """Collect and deliver until interrupted, `stop` is set, or `stop_after` seconds."""
+        stop = stop or threading.Event()
         tailer = FileTailer(self.outbox)
         collectors = Collectors(self.state_dir)
         self.configure(collectors, tailer)
@@ -210,7 +217,9 @@ class Agent:
         next_keepalive = next_expire = 0.0
         with self.http() as http:
             try:
-                while stop_after is None or time.monotonic() - started < stop_after:
+                while not stop.is_set() and (
+                    stop_after is None or time.monotonic() - started < stop_after
+                ):
                     self._collect(tailer, collectors)
                     now = time.monotonic()
                     if now >= next_expire:
@@ -223,7 +232,7 @@ class Agent:
                         next_keepalive = now + self.settings.keepalive_seconds
                     if now >= self._next_send:
                         self._try_deliver(http, now)
-                    time.sleep(self.settings.poll_seconds)
+                    stop.wait(self.settings.poll_seconds)
                 self._try_deliver(http, time.monotonic())
             finally:
                 tailer.close()

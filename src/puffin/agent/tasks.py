@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from puffin.protocol.wire import Task, TaskResult
+from puffin.protocol.messages import Task, TaskResult
 
 JOURNAL_FILE = "tasks.db"
 SCHEMA = """

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from puffin.core.pagination import Page
 
@@ -142,6 +142,14 @@ class AlertFilter(BaseModel):
         description="alerts of staged rules: `exclude` (default), `include` or `only`",
     )
     updated_since: datetime | None = None
+
+    @field_validator("since", "until", "updated_since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """Read a time without a zone (the console's datetime-local inputs) as UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class AlertChanges(BaseModel):

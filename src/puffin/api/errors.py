@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puffin.core.errors import PuffinError, TooManyRequests
@@ -59,6 +60,26 @@ def from_http_exception(request: Request, error: StarletteHTTPException) -> JSON
     detail = error.detail if isinstance(error.detail, str) else "request refused"
     headers = dict(error.headers) if error.headers else None
     return problem(error.status_code, _title(error.status_code), detail, headers=headers)
+
+
+def data_error_detail(error: DBAPIError) -> str:
+    """Say which kind of value the database refused, without echoing the value."""
+    message = str(error.orig)
+    if "NUL" in message or "\\u0000" in message:
+        return "text may not contain NUL (U+0000) characters"
+    return "a value is out of range or malformed for the database"
+
+
+def from_data_error(request: Request, error: DBAPIError) -> JSONResponse:
+    """A value the database cannot store or compare (PostgreSQL refuses NUL characters in
+    text; numbers can be out of range) is the request's fault: 422, not 500."""
+    logger.info(
+        "database refused a value on %s %s (%s)",
+        request.method,
+        request.url.path,
+        type(error.orig).__name__,
+    )
+    return problem(422, "Invalid request", data_error_detail(error))
 
 
 def from_unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ run for the console and the API, counts it in the metrics, and answers with a su
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import uuid
 from collections import Counter
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.orm import Session, sessionmaker
 
 from puffin.api.errors import problem
@@ -49,13 +50,41 @@ class FixerNotConfigured(PuffinError):
 
 
 class WebhookBody(BaseModel):
-    """What MISP's workflow sends (its templating renders every value as a string)."""
+    """What MISP's workflow sends (its templating renders every value as a string).
+
+    The templating renders an empty value as "": an empty (or blank) field counts as
+    absent. The event is named by `event_id` or, when that is absent, by `event_uuid`.
+    """
 
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
-    event_id: str = Field(pattern=_EVENT_REF, description="The event's id (digits) or UUID.")
+    event_id: str | None = Field(
+        default=None, pattern=_EVENT_REF, description="The event's id (digits) or UUID."
+    )
     event_uuid: str | None = Field(default=None, pattern=_UUID)
     event_attribute_count: str | None = Field(default=None, pattern=r"^\d{1,9}$")
+
+    @field_validator("event_id", "event_uuid", "event_attribute_count", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    @model_validator(mode="after")
+    def _names_an_event(self) -> WebhookBody:
+        if self.event_id is None and self.event_uuid is None:
+            raise ValueError(
+                "event_id or event_uuid is required (both are missing or empty); "
+                "the workflow should send the event's id or UUID"
+            )
+        return self
+
+    @property
+    def event_ref(self) -> str:
+        """Return the event's id, or its UUID when no id was sent."""
+        return self.event_id or self.event_uuid or ""
 
 
 class WebhookAnswer(BaseModel):
@@ -207,10 +236,15 @@ def run_from_report(report: RunReport, *, trigger: RunTrigger, finished_at: date
         lookups=report.lookups,
         not_looked_up=report.not_looked_up,
         misp_write_calls=report.misp_write_calls,
-        decisions=[vars(decision) for decision in report.decisions],
-        changes=[vars(change) for change in changes],
+        decisions=[_fields(decision) for decision in report.decisions],
+        changes=[_fields(change) for change in changes],
         errors=report.errors,
     )
+
+
+def _fields(item: Any) -> dict[str, Any]:
+    """Return a (flat, slotted) dataclass's fields as a dict, without `asdict`'s deep copy."""
+    return {name.name: getattr(item, name.name) for name in dataclasses.fields(item)}
 
 
 def _status(report: RunReport) -> RunStatus:
@@ -256,7 +290,7 @@ async def misp_event_fixer(
     caller: Annotated[str, Depends(webhook_caller)],
 ) -> Any:
     """Fix the event MISP's workflow names: false positives, flags, TLP; record the run."""
-    run = await asyncio.to_thread(service.fix, event_ref=body.event_id, trigger=RunTrigger.WEBHOOK)
+    run = await asyncio.to_thread(service.fix, event_ref=body.event_ref, trigger=RunTrigger.WEBHOOK)
     answer = _answer(run)
     if run.status is RunStatus.PARTIAL:
         detail = "; ".join(run.errors) or "MISP failed during the run"

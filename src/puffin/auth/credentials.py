@@ -19,7 +19,7 @@ from puffin.auth.schemas import (
     Principal,
     Role,
 )
-from puffin.core.changes import record_change
+from puffin.core.changes import record_change, revoke_once
 from puffin.core.clock import utcnow
 from puffin.core.crypto import hash_token, random_token, tokens_equal
 from puffin.core.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
@@ -293,17 +293,13 @@ def revoke_api_key(
         raise NotFound(f"API key {key_id} not found")
     if owner_id is not None and row.user_id != owner_id:
         raise NotFound(f"API key {key_id} not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.flush()
-        record_change(
-            session,
-            action="revoke",
-            object_type="api-key",
-            object_id=row.id,
-            organisation_id=organisation_id,
-            summary=f"revoked API key {row.name} ({row.prefix}…)",
-        )
+    revoke_once(
+        session,
+        row,
+        object_type="api-key",
+        organisation_id=organisation_id,
+        summary=f"revoked API key {row.name} ({row.prefix}…)",
+    )
     return ApiKeyRead.model_validate(row)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,13 +42,16 @@ def _organisation(session: Session, organisation_id: uuid.UUID) -> Organisation:
     return org
 
 
+def _same_name(name: str) -> ColumnElement[bool]:
+    """Match an organisation with this name, ignoring case. SQLite's lower() folds ASCII
+    only, so the exact name is matched too: the unique constraint is on the exact name."""
+    return (Organisation.name == name) | (func.lower(Organisation.name) == name.lower())
+
+
 def create_organisation(*, session: Session, org_in: OrganisationCreate) -> OrganisationRead:
     """Create an organisation; its name and slug must be unused."""
     taken = session.scalar(
-        select(Organisation.id).where(
-            (func.lower(Organisation.name) == org_in.name.lower())
-            | (Organisation.slug == org_in.slug)
-        )
+        select(Organisation.id).where(_same_name(org_in.name) | (Organisation.slug == org_in.slug))
     )
     if taken is not None:
         raise Conflict(f"an organisation named {org_in.name!r} or {org_in.slug!r} exists")
@@ -104,9 +107,7 @@ def update_organisation(
     before = {"name": org.name, "description": org.description, "is_active": org.is_active}
     values = org_in.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in values and values["name"].lower() != org.name.lower():
-        clash = session.scalar(
-            select(Organisation.id).where(func.lower(Organisation.name) == values["name"].lower())
-        )
+        clash = session.scalar(select(Organisation.id).where(_same_name(values["name"])))
         if clash is not None:
             raise Conflict(f"an organisation named {values['name']!r} exists")
     for key, value in values.items():

@@ -12,12 +12,11 @@ from rich.table import Table
 from puffin.cli.common import (
     ConfigOption,
     DataDirOption,
-    cli_session,
+    OrgOption,
     console,
     fail,
     load,
-    organisation_id_of,
-    state_for,
+    organisation_session,
 )
 from puffin.core.settings import Settings
 
@@ -65,7 +64,7 @@ def server_fingerprint(settings: Settings) -> str | None:
 
 @app.command("create")
 def create(
-    org: str = typer.Option("default", "--org", help="Organisation slug."),
+    org: OrgOption = "default",
     expires: str = typer.Option(
         "24h", "--expires", "--ttl", help="How long it may be used: 12h, 7d, 2w (default 24h)."
     ),
@@ -97,11 +96,10 @@ def create(
     except ValidationError as error:
         fail("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors()), 2)
     fingerprint = server_fingerprint(settings)
-    state = state_for(settings)
-    with cli_session(state) as session:
+    with organisation_session(settings, org) as (session, organisation_id):
         created = endpoint_service.create_enrollment_token(
             session=session,
-            organisation_id=organisation_id_of(session, org),
+            organisation_id=organisation_id,
             token_in=token_in,
             server_fingerprint=fingerprint,
         )
@@ -136,17 +134,14 @@ def _state_of(token: EnrollmentTokenRead) -> str:
 
 @app.command("list")
 def list_tokens(
-    org: str = typer.Option("default", "--org", help="Organisation slug."),
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
+    org: OrgOption = "default", config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
     """List an organisation's enrolment tokens (never the tokens themselves)."""
     from puffin.endpoint import service as endpoint_service
 
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         tokens = endpoint_service.list_enrollment_tokens(
-            session=session, organisation_id=organisation_id_of(session, org)
+            session=session, organisation_id=organisation_id
         )
     table = Table("id", "prefix", "name", "group", "uses", "expires", "state")
     for token in tokens:
@@ -166,16 +161,14 @@ def list_tokens(
 @app.command("revoke")
 def revoke(
     token: str = typer.Argument(..., help="The token's id or prefix (`puffin agent-token list`)."),
-    org: str = typer.Option("default", "--org", help="Organisation slug."),
+    org: OrgOption = "default",
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Revoke an enrolment token; agents already enrolled with it stay enrolled."""
     from puffin.endpoint import service as endpoint_service
 
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
-        organisation_id = organisation_id_of(session, org)
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         found = endpoint_service.find_enrollment_token(
             session=session, organisation_id=organisation_id, reference=token
         )

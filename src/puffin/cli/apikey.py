@@ -10,12 +10,11 @@ from rich.table import Table
 from puffin.cli.common import (
     ConfigOption,
     DataDirOption,
-    cli_session,
+    OrgOption,
     console,
     fail,
     load,
-    organisation_id_of,
-    state_for,
+    organisation_session,
 )
 from puffin.cli.user import _user_id
 
@@ -25,7 +24,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("create")
 def create(
     user: str = typer.Option(..., "--user", help="Username who owns the key."),
-    org: str = typer.Option("default", "--org", help="Organisation slug."),
+    org: OrgOption = "default",
     name: str = typer.Option(..., "--name", help="What the key is for."),
     days: int | None = typer.Option(None, "--days", min=1, max=3650, help="Expire after N days."),
     config: ConfigOption = None,
@@ -36,9 +35,7 @@ def create(
     from puffin.auth import service as auth_service
     from puffin.auth.schemas import ApiKeyCreate, Principal
 
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
-        organisation_id = organisation_id_of(session, org)
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         user_id = _user_id(session, organisation_id, user)
         role = auth_service.role_in(
             session=session, user_id=user_id, organisation_id=organisation_id
@@ -62,19 +59,16 @@ def create(
 
 @app.command("list")
 def list_keys(
-    org: str = typer.Option("default", "--org", help="Organisation slug."),
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
+    org: OrgOption = "default", config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
     """List an organisation's API keys (never the keys themselves)."""
     from puffin.auth import credentials
     from puffin.core.pagination import MAX_PAGE_SIZE, PageParams
 
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         page = credentials.list_api_keys(
             session=session,
-            organisation_id=organisation_id_of(session, org),
+            organisation_id=organisation_id,
             user_id=None,
             page=PageParams(limit=MAX_PAGE_SIZE),
         )
@@ -94,7 +88,7 @@ def list_keys(
 @app.command("revoke")
 def revoke(
     key_id: str = typer.Argument(..., help="The key's id from `puffin apikey list`."),
-    org: str = typer.Option("default", "--org", help="Organisation slug."),
+    org: OrgOption = "default",
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -105,11 +99,10 @@ def revoke(
         parsed = uuid.UUID(key_id)
     except ValueError:
         fail(f"{key_id!r} is not a key id", 2)
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         key = credentials.revoke_api_key(
             session=session,
-            organisation_id=organisation_id_of(session, org),
+            organisation_id=organisation_id,
             key_id=parsed,
             owner_id=None,
         )

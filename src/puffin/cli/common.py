@@ -33,6 +33,7 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default: ./var).")
 ]
+OrgOption = Annotated[str, typer.Option("--org", help="Organisation slug.")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -88,6 +89,13 @@ def cli_session(state: AppState) -> Iterator[Session]:
             yield session
     except PuffinError as error:
         fail(error.detail)
+
+
+@contextmanager
+def organisation_session(settings: Settings, org: str) -> Iterator[tuple[Session, Any]]:
+    """Yield a CLI session (see `cli_session`) and the id of the organisation `org`."""
+    with cli_session(state_for(settings)) as session:
+        yield session, organisation_id_of(session, org)
 
 
 def organisation_id_of(session: Session, slug: str) -> Any:

@@ -41,7 +41,7 @@ def run(
     data_dir: DataDirOption = None,
 ) -> None:
     """Fix one event as the webhook would (or only plan it), and print what happened."""
-    from puffin.intel.misp_fixer.fixer import build_fixer
+    from puffin.intel.misp_fixer.fixer import FixerSetupError, build_fixer
     from puffin.intel.misp_fixer.misp import EventNotFound, MispError
 
     settings, directory = _settings(config, data_dir)
@@ -49,7 +49,10 @@ def run(
         fail(_NOT_CONFIGURED)
     loading = nullcontext() if as_json else console.status("Loading warninglists…")
     with loading:
-        fixer = build_fixer(settings, data_dir=directory)
+        try:
+            fixer = build_fixer(settings, data_dir=directory)
+        except FixerSetupError as error:
+            fail(error.detail, 2)
     try:
         report = fixer.run(event_id=event, dry_run=dry_run)
     except (EventNotFound, MispError) as error:
@@ -89,6 +92,7 @@ def serve(
     """Run only the fixer: the webhook, /docs, /redoc and /healthz, over HTTPS by default."""
     from puffin.api.misp_webhook import WEBHOOK_PATH
     from puffin.cli.server import serve as serve_app
+    from puffin.intel.misp_fixer.fixer import FixerSetupError, check_setup
     from puffin.misp_fixer_app import create_misp_fixer_app
 
     if plain_http and (tls_cert is not None or tls_key is not None):
@@ -104,6 +108,10 @@ def serve(
     fixer_settings = _validated(settings.misp_fixer)
     if not fixer_settings.misp_url or fixer_settings.misp_key is None:
         fail(_NOT_CONFIGURED, 2)
+    try:
+        check_setup(fixer_settings, data_dir=settings.data_dir)
+    except FixerSetupError as error:
+        fail(error.detail, 2)
     fixer_app = create_misp_fixer_app(settings, fixer_settings)
     console.print(
         f"Webhook: POST {WEBHOOK_PATH} · Swagger UI /docs · ReDoc /redoc · "

@@ -1,4 +1,4 @@
-"""`puffin rules`: import rule packs, list the rules, lint rule files and run rule tests."""
+"""`puffin rules`: import packs; list, lint and test rules; switch them per organisation."""
 
 from __future__ import annotations
 
@@ -129,6 +129,28 @@ def disable(
 ) -> None:
     """Disable a rule in one organisation: its matches raise no alerts there."""
     _switch(rule_id, org, RuleSettingsUpdate(enabled=False), config, data_dir)
+
+
+@app.command("stage")
+def stage(
+    rule_id: Annotated[str, typer.Argument(help="The rule's id (as `puffin rules list` shows).")],
+    org: Annotated[str, typer.Option("--org", help="The organisation's slug.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Stage a rule in one organisation: its alerts are stored for review, not forwarded."""
+    _switch(rule_id, org, RuleSettingsUpdate(staged=True), config, data_dir)
+
+
+@app.command("promote")
+def promote(
+    rule_id: Annotated[str, typer.Argument(help="The rule's id (as `puffin rules list` shows).")],
+    org: Annotated[str, typer.Option("--org", help="The organisation's slug.")],
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Promote a staged rule in one organisation: its new alerts are forwarded again."""
+    _switch(rule_id, org, RuleSettingsUpdate(staged=False), config, data_dir)
 
 
 def _switch(

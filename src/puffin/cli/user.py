@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from puffin.cli.common import (
     ConfigOption,
     DataDirOption,
-    cli_session,
+    OrgOption,
     console,
     fail,
     load,
-    organisation_id_of,
-    state_for,
+    organisation_session,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(no_args_is_help=True)
 
-OrgOption = typer.Option("default", "--org", help="Organisation slug.")
 
-
-def _user_id(session, organisation_id, username: str):  # type: ignore[no-untyped-def]
+def _user_id(session: Session, organisation_id: uuid.UUID, username: str) -> uuid.UUID:
     from sqlalchemy import func, select
 
     from puffin.auth.models import Membership, User
@@ -40,7 +43,7 @@ def _user_id(session, organisation_id, username: str):  # type: ignore[no-untype
 @app.command("create")
 def create(
     username: str = typer.Argument(...),
-    org: str = OrgOption,
+    org: OrgOption = "default",
     role: str = typer.Option("analyst", help="admin, analyst or read-only."),
     site_admin: bool = typer.Option(False, "--site-admin", help="Also make a site admin."),
     config: ConfigOption = None,
@@ -59,9 +62,7 @@ def create(
         user_in = UserCreate(username=username, password=password, role=role)
     except ValidationError as error:
         fail("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in error.errors()), 2)
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
-        organisation_id = organisation_id_of(session, org)
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         created = auth_service.create_user(
             session=session, organisation_id=organisation_id, user_in=user_in
         )
@@ -75,18 +76,17 @@ def create(
 
 @app.command("list")
 def list_users(
-    org: str = OrgOption, config: ConfigOption = None, data_dir: DataDirOption = None
+    org: OrgOption = "default", config: ConfigOption = None, data_dir: DataDirOption = None
 ) -> None:
     """List an organisation's users and roles."""
     from puffin.auth import service as auth_service
     from puffin.core.pagination import MAX_PAGE_SIZE, PageParams
 
-    state = state_for(load(config, data_dir))
     table = Table("username", "role", "active", "site admin", "last sign-in")
-    with cli_session(state) as session:
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         page = auth_service.list_users(
             session=session,
-            organisation_id=organisation_id_of(session, org),
+            organisation_id=organisation_id,
             page=PageParams(limit=MAX_PAGE_SIZE),
         )
     for user in page.items:
@@ -103,7 +103,7 @@ def list_users(
 @app.command("set-password")
 def set_password(
     username: str = typer.Argument(...),
-    org: str = OrgOption,
+    org: OrgOption = "default",
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -112,9 +112,7 @@ def set_password(
     from puffin.core.crypto import random_password
 
     password = random_password()
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
-        organisation_id = organisation_id_of(session, org)
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         auth_service.set_password(
             session=session,
             organisation_id=organisation_id,
@@ -128,7 +126,7 @@ def set_password(
 @app.command("deactivate")
 def deactivate(
     username: str = typer.Argument(...),
-    org: str = OrgOption,
+    org: OrgOption = "default",
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -136,9 +134,7 @@ def deactivate(
     from puffin.auth import service as auth_service
     from puffin.auth.schemas import UserUpdate
 
-    state = state_for(load(config, data_dir))
-    with cli_session(state) as session:
-        organisation_id = organisation_id_of(session, org)
+    with organisation_session(load(config, data_dir), org) as (session, organisation_id):
         auth_service.update_user(
             session=session,
             organisation_id=organisation_id,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
+
+from puffin.core.clock import utcnow
 
 _PENDING_KEY = "puffin.pending_changes"
 _ACTOR_KEY = "puffin.actor"
@@ -76,6 +78,36 @@ def record_change(
             summary=summary,
             changes=changes or {},
         )
+    )
+
+
+class Revocable(Protocol):
+    """A row that can be revoked once: an API key, an agent, an enrolment token."""
+
+    id: Any
+    revoked_at: Any
+
+
+def revoke_once(
+    session: Session,
+    row: Revocable,
+    *,
+    object_type: str,
+    organisation_id: uuid.UUID,
+    summary: str,
+) -> None:
+    """Mark the row revoked now and record it, unless it was revoked already."""
+    if row.revoked_at is not None:
+        return
+    row.revoked_at = utcnow()
+    session.flush()
+    record_change(
+        session,
+        action="revoke",
+        object_type=object_type,
+        object_id=row.id,
+        organisation_id=organisation_id,
+        summary=summary,
     )
 
 

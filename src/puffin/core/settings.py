@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -142,6 +150,12 @@ class Settings(BaseSettings):
 
     event_retention_days: int = Field(default=30, ge=1, le=3650)
     event_retention_max_events: int = Field(default=50_000_000, ge=1000)
+    event_retention_max_bytes: ByteSize | None = Field(
+        default=None,
+        ge=1024 * 1024,
+        description="Keep the stored events (their log lines and fields) under this size, "
+        "oldest deleted first: bytes or a size such as '50GiB'. Unset: no size limit.",
+    )
 
     @classmethod
     def settings_customise_sources(

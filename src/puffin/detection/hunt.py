@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
+import struct
+import sys
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -31,6 +34,10 @@ from puffin.ingest.windows import flatten_evtx_record
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 SKIPPED_SUFFIXES = (".yml", ".yaml", ".exe", ".dll", ".png", ".jpg", ".gif", ".pdf")
+# Fewer records than this (estimated) are hunted in one process: starting workers, each
+# compiling the matchers it needs, costs about as much as matching that many.
+PARALLEL_MIN_RECORDS = 20_000
+EVTX_HEADER, EVTX_CHUNK = 4096, 65536
 
 
 @dataclass(frozen=True)
@@ -135,18 +142,26 @@ def _lines(
                 yield label, number, _json_event(item)
         return
     for number, raw in enumerate(handle, start=1):
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
+        if raw[:1] == b"{" or raw.lstrip()[:1] == b"{":
             try:
-                item = orjson.loads(line)
+                item = orjson.loads(raw)  # straight from bytes: no decoding to str first
             except orjson.JSONDecodeError:
-                item = None
+                item = _loads_lenient(raw)
             if isinstance(item, dict):
                 yield label, number, _json_event(item)
                 continue
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line.strip():
+            continue
         yield label, number, decoders.decode(line)
+
+
+def _loads_lenient(raw: bytes) -> Any:
+    """Parse a JSON line whose bytes are not all valid UTF-8 (they become U+FFFD)."""
+    try:
+        return orjson.loads(raw.decode("utf-8", errors="replace"))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _json_event(item: dict[str, Any]) -> dict[str, Any]:
@@ -168,9 +183,10 @@ def hunt_file(detector: Detector, path: Path) -> tuple[list[HuntMatch], int]:
     """Run the detector over one file; return its matches and how many records it read."""
     matches: list[HuntMatch] = []
     records = 0
+    timed = bool(detector.correlations)  # only correlations need each event's own time
     for label, record_id, event in read_records(path):
         records += 1
-        hits = detector.evaluate(event, event_time(event, float(records)))
+        hits = detector.evaluate(event, event_time(event, float(records)) if timed else None)
         for hit in hits:
             matches.append(
                 HuntMatch(
@@ -194,11 +210,15 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 # --- parallel runs -------------------------------------------------------------------
 
 _WORKER: Detector | None = None
+_FORKED_RULES: Sequence[CompiledRule] = ()
 
 
-def _start_worker(rules_json: str) -> None:
+def _start_worker(rules_json: str | None) -> None:
     global _WORKER
-    rules = [CompiledRule.from_json(item) for item in json.loads(rules_json)]
+    if rules_json is None:  # a forked worker: the parent's rules are already here
+        rules: Sequence[CompiledRule] = _FORKED_RULES
+    else:
+        rules = [CompiledRule.from_json(item) for item in json.loads(rules_json)]
     _WORKER = Detector(RuleSet(rules))
 
 
@@ -239,8 +259,13 @@ def run_hunt(
     jobs: int | None = None,
     on_file_done: Callable[[Source], None] | None = None,
 ) -> HuntResult:
-    """Hunt through every source; in parallel unless there are correlations to keep."""
-    jobs = jobs or os.cpu_count() or 1
+    """Hunt through every source; in parallel unless there are correlations to keep.
+
+    Without `jobs`, small inputs (under PARALLEL_MIN_RECORDS, estimated) are read in this
+    process: starting workers would cost more than it saves.
+    """
+    if jobs is None:
+        jobs = 1 if not _enough_records(sources, PARALLEL_MIN_RECORDS) else os.cpu_count() or 1
     result = HuntResult([], 0, len(sources), [])
     if jobs == 1 or len(sources) == 1 or correlations:
         detector = Detector(RuleSet(rules), correlations)
@@ -249,14 +274,66 @@ def run_hunt(
         for rule_id, errors in detector.rules.errors.items():
             result.count_rule_errors(rule_id, errors.count, errors.last)
         return result
-    payload = json.dumps([rule.to_json() for rule in rules])
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(sources)), initializer=_start_worker, initargs=(payload,)
-    ) as pool:
-        futures = {pool.submit(_work, str(source.path)): source for source in sources}
-        for future in as_completed(futures):
-            _one(result, futures[future], partial(_finished, future, result), on_file_done)
+    global _FORKED_RULES
+    # Forked workers inherit the rules; elsewhere (spawn) they get them as JSON.
+    forking = "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux"
+    context = multiprocessing.get_context("fork" if forking else None)
+    payload = None if forking else json.dumps([rule.to_json() for rule in rules])
+    _FORKED_RULES = rules
+    try:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(sources)),
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(payload,),
+        ) as pool:
+            futures = {pool.submit(_work, str(source.path)): source for source in sources}
+            for future in as_completed(futures):
+                _one(result, futures[future], partial(_finished, future, result), on_file_done)
+    finally:
+        _FORKED_RULES = ()
     return result
+
+
+def _enough_records(sources: Iterable[Source], wanted: int) -> bool:
+    """Whether the sources hold at least `wanted` records, by a cheap estimate."""
+    total = 0
+    for source in sources:
+        total += estimated_records(source)
+        if total >= wanted:
+            return True
+    return False
+
+
+def estimated_records(source: Source) -> int:
+    """Roughly how many records a file holds, without reading it all.
+
+    EVTX: the record counts in its chunk headers (EVTX files are mostly preallocated
+    chunks, so their size says little). Other files: from their size.
+    """
+    suffix = source.path.suffix.lower()
+    if suffix == ".evtx":
+        try:
+            return _evtx_records(source.path)
+        except OSError:
+            return 0
+    if suffix == ".zip":
+        return source.size // 100  # compressed text
+    return source.size // (1000 if suffix in JSON_SUFFIXES else 200)
+
+
+def _evtx_records(path: Path) -> int:
+    total = 0
+    with path.open("rb") as handle:
+        offset = EVTX_HEADER
+        while True:
+            handle.seek(offset)
+            head = handle.read(24)
+            if len(head) < 24 or head[:8] != b"ElfChnk\x00":
+                return total
+            first, last = struct.unpack_from("<QQ", head, 8)  # first and last record numbers
+            total += last - first + 1 if last >= first else 0
+            offset += EVTX_CHUNK
 
 
 def _finished(

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from puffin.core.clock import utcnow
@@ -81,6 +81,8 @@ class Agent(Base):
     inventory: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     inventory_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     events_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Events per minute lately: a moving average over the deliveries of the last minutes.
+    event_rate: Mapped[float] = mapped_column(Float, default=0.0)
     config_applied: Mapped[str] = mapped_column(String(64), default="")
     # Response actions the agent's local configuration allows; None until it reports.
     allowed_actions: Mapped[list[str] | None] = mapped_column(JSONDocument, nullable=True)

@@ -108,6 +108,7 @@ class AgentRead(_Read):
     last_seen_at: datetime | None
     revoked_at: datetime | None
     events_received: int
+    event_rate: float = 0.0
     status: AgentStatus = AgentStatus.NEVER_CONNECTED
     health: dict[str, Any] = Field(default_factory=dict)
     allowed_actions: list[str] | None = None

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -294,8 +295,15 @@ class EventStore:
                 counts[min(max(index, 0), buckets - 1)] += 1
         return [(since + timedelta(seconds=width * i), counts[i]) for i in range(buckets)]
 
-    def apply_retention(self, *, max_age: timedelta | None, max_events: int | None) -> int:
-        """Delete events older than max_age and the oldest beyond max_events; return how many."""
+    def apply_retention(
+        self,
+        *,
+        max_age: timedelta | None,
+        max_events: int | None,
+        max_bytes: int | None = None,
+    ) -> int:
+        """Delete events older than max_age, then the oldest beyond max_events and beyond
+        max_bytes (see `stored_bytes`); return how many were deleted."""
         deleted = 0
         with self.engine.begin() as connection:
             if max_age is not None:
@@ -306,7 +314,19 @@ class EventStore:
                 deleted += result.rowcount or 0
             if max_events is not None:
                 deleted += _trim_to(connection, max_events)
+            if max_bytes is not None:
+                deleted += _trim_to_bytes(connection, max_bytes)
         return deleted
+
+    def stored_bytes(self) -> int:
+        """Return the size of the stored events: the bytes of their log lines and fields.
+
+        This is what size retention counts; the database also holds indexes and free
+        pages, so its files are larger.
+        """
+        with self.engine.connect() as connection:
+            size = _event_size(connection.dialect.name)
+            return int(connection.execute(select(func.coalesce(func.sum(size), 0))).scalar() or 0)
 
 
 def _sequences_seen(
@@ -333,6 +353,32 @@ def _trim_to(connection: Connection, max_events: int) -> int:
         return 0
     boundary = connection.execute(
         select(event_table.c.id).order_by(event_table.c.id).offset(excess - 1).limit(1)
+    ).scalar()
+    result = connection.execute(delete(event_table).where(event_table.c.id <= boundary))
+    return result.rowcount or 0
+
+
+def _event_size(dialect: str) -> Any:
+    """Return the SQL expression of one event's size in bytes (log line and fields)."""
+    if dialect == "postgresql":
+        return func.octet_length(event_table.c.full_log) + func.octet_length(event_table.c.data)
+    # SQLite's length() counts characters of text, and bytes of a blob.
+    return func.length(cast(event_table.c.full_log, LargeBinary)) + func.length(
+        cast(event_table.c.data, LargeBinary)
+    )
+
+
+def _trim_to_bytes(connection: Connection, max_bytes: int) -> int:
+    """Delete the oldest events until the newest ones left fit in max_bytes."""
+    size = _event_size(connection.dialect.name)
+    total = connection.execute(select(func.coalesce(func.sum(size), 0))).scalar() or 0
+    if int(total) <= max_bytes:
+        return 0
+    newest_first = select(
+        event_table.c.id, func.sum(size).over(order_by=event_table.c.id.desc()).label("running")
+    ).subquery()
+    boundary = connection.execute(
+        select(func.max(newest_first.c.id)).where(newest_first.c.running > max_bytes)
     ).scalar()
     result = connection.execute(delete(event_table).where(event_table.c.id <= boundary))
     return result.rowcount or 0

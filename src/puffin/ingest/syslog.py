@@ -2,7 +2,9 @@
 
 Firewalls and appliances send here. Messages are framed (RFC 6587: octet counting or
 newline), decoded, and written to the event store in batches; each sender appears like
-an agent, named after its address.
+an agent, named after its address: every few seconds (`contact_seconds`) the receiver
+tells the registry how many events each sender delivered (`note_deliveries`), so a
+sender's last contact and event rate stay current.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +26,11 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024
 FLUSH_INTERVAL_SECONDS = 0.2
 FLUSH_SIZE = 1000
+CONTACT_SECONDS = 5.0
 
 Decode = Callable[[str], dict[str, Any]]
 ResolveSource = Callable[[str], uuid.UUID]
+NoteDeliveries = Callable[[dict[uuid.UUID, int]], None]
 
 
 def plain_decode(line: str) -> dict[str, Any]:
@@ -51,11 +56,15 @@ class SyslogReceiver:
     organisation_id: uuid.UUID
     resolve_source: ResolveSource
     decode: Decode = plain_decode
+    note_deliveries: NoteDeliveries | None = None
+    contact_seconds: float = CONTACT_SECONDS
     stats: ReceiverStats = field(default_factory=ReceiverStats)
     _pending: list[tuple[str, str]] = field(default_factory=list)
     _servers: list[Any] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
     _sources: dict[str, uuid.UUID] = field(default_factory=dict)
+    _delivered: dict[uuid.UUID, int] = field(default_factory=dict)
+    _noted_at: float = 0.0
 
     async def start(
         self,
@@ -99,6 +108,7 @@ class SyslogReceiver:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
+        await self._note_deliveries()
 
     def accept(self, sender: str, raw: bytes) -> None:
         """Queue one message from a sender."""
@@ -128,8 +138,23 @@ class SyslogReceiver:
                 events=events,
             )
             stored += result.stored
+            self._delivered[source_id] = self._delivered.get(source_id, 0) + result.stored
         self.stats.stored += stored
+        if time.monotonic() - self._noted_at >= self.contact_seconds:
+            await self._note_deliveries()
         return stored
+
+    async def _note_deliveries(self) -> None:
+        """Tell the registry what each sender delivered; the events are stored already."""
+        if self.note_deliveries is None or not self._delivered:
+            return
+        delivered, self._delivered = self._delivered, {}
+        self._noted_at = time.monotonic()
+        try:
+            await asyncio.to_thread(self.note_deliveries, delivered)
+        except Exception:  # the registry's view must never hold up storing messages
+            self.stats.errors += 1
+            logger.exception("noting the syslog senders' deliveries failed")
 
     def _source(self, sender: str) -> uuid.UUID:
         if sender not in self._sources:

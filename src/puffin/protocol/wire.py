@@ -1,4 +1,8 @@
-"""Wire models shared by the agent and the server's agent gateway (pydantic only)."""
+"""Wire models shared by the agent and the server's agent gateway (pydantic only).
+
+The running agent uses the standard-library twins in `puffin.protocol.messages` (same
+fields and limits), which also hold the header names and sequence limits.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AGENT_HEADER = "X-Puffin-Agent"
-SEQUENCE_HEADER = "X-Puffin-Sequence"
-GATEWAY_PREFIX = "/api/agent/v1"
-SEQUENCE_EPOCH = 2**40
-"""Each enrolment of an agent numbers its batches from its own block of this many."""
-MAX_SEQUENCE = 2**62
+from puffin.protocol.messages import AGENT_HEADER as AGENT_HEADER
+from puffin.protocol.messages import GATEWAY_PREFIX as GATEWAY_PREFIX
+from puffin.protocol.messages import MAX_SEQUENCE as MAX_SEQUENCE
+from puffin.protocol.messages import SEQUENCE_EPOCH as SEQUENCE_EPOCH
+from puffin.protocol.messages import SEQUENCE_HEADER as SEQUENCE_HEADER
 
 ActionName = Annotated[str, Field(min_length=1, max_length=40)]
 

@@ -137,11 +137,16 @@ def _syslog_receiver(state: AppState) -> SyslogReceiver:
                 ip=sender,
             )
 
+    def note_deliveries(events: dict[uuid.UUID, int]) -> None:
+        with transaction(state.session_factory) as session:
+            endpoint_service.record_deliveries(session=session, events=events)
+
     return SyslogReceiver(
         store=_store(state),
         organisation_id=organisation_id,
         resolve_source=resolve,
         decode=_decoder(),
+        note_deliveries=note_deliveries,
     )
 
 
@@ -171,6 +176,7 @@ async def _retention_loop(state: AppState) -> None:
                 _store(state).apply_retention,
                 max_age=timedelta(days=settings.event_retention_days),
                 max_events=settings.event_retention_max_events,
+                max_bytes=settings.event_retention_max_bytes,
             )
             if deleted:
                 logger.info("retention deleted %d events", deleted)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
+
+_T = TypeVar("_T")
 
 HOST_ORG = {"id": "1", "name": "ORGNAME", "uuid": "57586e9a-4a64-4f79-9009-4dc1c0a83866"}
 EDITABLE = ("to_ids", "disable_correlation", "comment", "category", "distribution", "deleted")
@@ -30,10 +32,24 @@ class State:
     tags: dict[str, dict[str, Any]] = field(default_factory=dict)
     exclusions: list[dict[str, Any]] = field(default_factory=list)
     next_id: dict[str, int] = field(default_factory=dict)
+    # What MISP's database answers from its indexes and counter columns (the live
+    # attributes of a search, an event's attribute_count), kept until an attribute is
+    # added or (un)deleted, so paging through an event costs a page, not the whole event.
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def new_id(self, kind: str) -> str:
         self.next_id[kind] = self.next_id.get(kind, 0) + 1
         return str(self.next_id[kind])
+
+    def remembered(self, key: Any, compute: Callable[[], _T]) -> _T:
+        """Return the remembered answer for `key`, computing it when the data changed."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return cast(_T, self.memo[key])
+
+    def membership_changed(self) -> None:
+        """Forget what depends on which attributes exist and which are deleted."""
+        self.memo.clear()
 
 
 class Reply(Exception):
@@ -66,6 +82,7 @@ def store_event(state: State, event: dict[str, Any]) -> str:
     event.setdefault("Org", dict(event["Orgc"]))
     event["orgc_id"], event["org_id"] = event["Orgc"].get("id", "1"), event["Org"].get("id", "1")
     event["Tag"] = [known_tag(state, tag) for tag in event.get("Tag") or []]
+    state.membership_changed()
     state.events[event_id] = event
     state.event_attributes[event_id], state.event_objects[event_id] = [], []
     for attribute in attributes:
@@ -113,6 +130,7 @@ def _store_attribute(
     attribute["disable_correlation"] = bool(attribute.get("disable_correlation", False))
     attribute["deleted"] = bool(attribute.get("deleted", False))
     attribute["Tag"] = [known_tag(state, tag) for tag in attribute.get("Tag") or []]
+    state.membership_changed()
     state.attributes[attribute_id] = attribute
     state.attribute_ids[attribute["uuid"]] = attribute_id
     state.event_attributes[event_id].append(attribute_id)
@@ -168,10 +186,13 @@ def _edit_event_attribute(
 
 
 def edit_attribute(state: State, stored: dict[str, Any], data: Mapping[str, Any]) -> None:
+    was_deleted = stored["deleted"]
     for name in EDITABLE:
         if name in data:
             value = data[name]
             stored[name] = misp_true(value) if isinstance(stored.get(name), bool) else value
+    if stored["deleted"] != was_deleted:
+        state.membership_changed()
     stored["timestamp"] = str(data.get("timestamp") or int(time.time()))
     for tag in data.get("Tag") or []:
         attach(state, stored, str(tag.get("name", "")), local=misp_true(tag.get("local")))
@@ -221,8 +242,17 @@ def add_sighting(
 
 def meta(state: State, event: Mapping[str, Any]) -> dict[str, Any]:
     """Return an event's metadata as a `metadata` search shows it."""
-    live = [state.attributes[i] for i in state.event_attributes[event["id"]]]
-    return {**event, "attribute_count": str(sum(1 for a in live if not a["deleted"]))}
+    return {**event, "attribute_count": str(live_count(state, str(event["id"])))}
+
+
+def live_count(state: State, event_id: str) -> int:
+    """Return the number of live attributes of an event (MISP's `attribute_count`)."""
+
+    def count() -> int:
+        attributes = state.attributes
+        return sum(1 for i in state.event_attributes[event_id] if not attributes[i]["deleted"])
+
+    return state.remembered(("attribute_count", event_id), count)
 
 
 def full_event(state: State, event_id: str, *, sightings: bool) -> dict[str, Any]:
@@ -237,7 +267,7 @@ def full_event(state: State, event_id: str, *, sightings: bool) -> dict[str, Any
         object_with_attributes(state, object_id, sightings=sightings)
         for object_id in state.event_objects[event_id]
     ]
-    event["attribute_count"] = str(sum(1 for a in live if not a["deleted"]))
+    event["attribute_count"] = str(live_count(state, event_id))
     return event
 
 
@@ -273,11 +303,10 @@ def search_row(state: State, attribute: Mapping[str, Any], body: Mapping[str, An
     return row
 
 
-def wanted_deleted(attribute: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+def deleted_filter(body: Mapping[str, Any]) -> bool | None:
+    """Return which attributes a search's `deleted` asks for: live, deleted, or None (both)."""
     wanted = body.get("deleted")
-    if isinstance(wanted, list):
-        return True
-    return bool(attribute["deleted"]) == misp_true(wanted)
+    return None if isinstance(wanted, list) else misp_true(wanted)
 
 
 def page(rows: list[Any], body: Mapping[str, Any]) -> list[Any]:

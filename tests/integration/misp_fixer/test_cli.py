@@ -26,6 +26,11 @@ def flat(result: Result) -> str:
     return " ".join(result.output.split())
 
 
+def says(result: Result, text: str) -> bool:
+    """Whether the output holds this text, however Rich wrapped it (paths break anywhere)."""
+    return "".join(text.split()) in "".join(result.output.split())
+
+
 def config_for(misp: FakeMisp, tmp_path: Path, *, warninglists: bool = False) -> Path:
     path = tmp_path / "puffin.toml"
     lines = ["[misp_fixer]", f'misp_url = "{misp.url}"', f'misp_key = "{misp.key}"']
@@ -90,12 +95,41 @@ def test_settings_from_the_environment_and_clear_errors(misp: FakeMisp, tmp_path
     unset = puffin(
         "misp-fixer", "run", "--event", "1", env={**env, "PUFFIN_MISP_FIXER__MISP_KEY": ""}
     )
-    assert unset.exit_code != 0
+    assert unset.exit_code == 1
+    assert "set misp_fixer.misp_url and misp_fixer.misp_key" in flat(unset)  # "" is unset
 
     misp.stop()
     down = puffin("misp-fixer", "run", "--event", "1", env=env)
     assert down.exit_code == 1
     assert "unreachable" in down.output.lower()
+
+
+def test_an_unusable_opentip_cache_is_a_clear_error_naming_setting_and_path(
+    misp: FakeMisp, tmp_path: Path
+) -> None:
+    event_id = one_event(misp)
+    a_directory = tmp_path / "cache-is-a-directory"
+    a_directory.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory", encoding="utf-8")
+    env = {
+        "PUFFIN_CONFIG": str(config_for(misp, tmp_path)),
+        "PUFFIN_MISP_FIXER__OPENTIP_API_KEY": "k" * 32,
+    }
+    for cache, reason in ((a_directory, "unable to open database file"),
+                          (a_file / "opentip.db", f"{a_file} is not a directory")):  # fmt: skip
+        with_cache = {**env, "PUFFIN_MISP_FIXER__OPENTIP_CACHE_FILE": str(cache)}
+        result = puffin("misp-fixer", "run", "--event", event_id, env=with_cache)
+        assert result.exit_code == 2, result.output
+        assert says(result, f"misp_fixer.opentip_cache_file {cache}: cannot open")
+        assert says(result, reason)
+        assert "Traceback" not in result.output
+
+    default = puffin("misp-fixer", "run", "--event", event_id, "--data-dir", str(a_file), env=env)
+    assert default.exit_code == 2, default.output
+    assert says(default, f"cannot open the OpenTIP cache {a_file / 'misp-fixer' / 'opentip.db'}")
+    assert says(default, "set misp_fixer.opentip_cache_file")
+    assert misp.writes == []
 
 
 def test_token_prints_a_token_that_verify_accepts(tmp_path: Path) -> None:
@@ -134,6 +168,13 @@ def test_serve_says_what_is_missing_or_wrong_before_listening(tmp_path: Path) ->
     assert bad_url.exit_code == 2
     assert "misp_url must start with https://" in flat(bad_url)
 
+    bad_zone = puffin(
+        "misp-fixer", "serve",
+        env={**configured, "PUFFIN_MISP_FIXER__OPENTIP_BENIGN_ZONES": '["Green", "Blue"]'},
+    )  # fmt: skip
+    assert bad_zone.exit_code == 2
+    assert "opentip_benign_zones: Value error, unknown OpenTIP zones 'Blue'" in flat(bad_zone)
+
     lonely_cert = tmp_path / "server.crt"
     lonely_cert.write_text("not used", encoding="utf-8")
     half = puffin("misp-fixer", "serve", "--tls-cert", str(lonely_cert), env=configured)
@@ -151,4 +192,14 @@ def test_serve_says_what_is_missing_or_wrong_before_listening(tmp_path: Path) ->
                   env=configured)  # fmt: skip
     assert both.exit_code == 2
     assert "--plain-http serves no certificate" in flat(both)
+
+    cache = tmp_path / "opentip-cache-dir"
+    cache.mkdir()
+    unusable_cache = puffin(
+        "misp-fixer", "serve", "--plain-http",
+        env={**configured, "PUFFIN_MISP_FIXER__OPENTIP_API_KEY": "k" * 32,
+             "PUFFIN_MISP_FIXER__OPENTIP_CACHE_FILE": str(cache)},
+    )  # fmt: skip
+    assert unusable_cache.exit_code == 2
+    assert says(unusable_cache, f"misp_fixer.opentip_cache_file {cache}: cannot open")
     assert not (tmp_path / "puffin.db").exists()  # nothing started

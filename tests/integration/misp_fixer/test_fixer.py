@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from tests.fakes.misp import HOST_ORG, FakeMisp
 
 from puffin.intel.misp_fixer.misp import EventNotFound, MispRefused, MispUnavailable
 
-from .conftest import MakeFixer
+from .conftest import MakeFixer, list_classifier
 
 DAY = 86400
 OTHER_ORG = {"id": "7", "name": "Partner CERT", "uuid": "0f8a2b1c-3d4e-4f50-8a6b-7c8d9e0f1a2b"}
@@ -279,6 +280,32 @@ def test_unknown_event_unreachable_misp_and_a_wrong_key_are_clear_errors(
     misp.stop()
     with pytest.raises(MispUnavailable, match=f"unreachable at {url}.*refused"):
         make_fixer().run(event_id="1")
+
+
+def test_the_cyclic_collector_is_held_during_a_run_and_restored_after(
+    misp: FakeMisp, make_fixer: MakeFixer
+) -> None:
+    seen: list[bool] = []
+
+    class Watching:
+        def classify(self, items: Any, *, remote_limit: int) -> Any:
+            seen.append(gc.isenabled())
+            return list_classifier(make_fixer().settings).classify(items, remote_limit=remote_limit)
+
+    event_id = misp.add_event(event(attribute("ip-dst", "8.8.8.8", to_ids=True)))
+    assert gc.isenabled()
+    assert make_fixer(Watching()).run(event_id=event_id).applied
+    assert seen == [False]
+    assert gc.isenabled()
+    with pytest.raises(EventNotFound):
+        make_fixer(Watching()).run(event_id="999")
+    assert gc.isenabled()  # also after a run that failed
+    gc.disable()
+    try:
+        make_fixer(Watching()).run(event_id=event_id)
+        assert not gc.isenabled()  # a collector the caller held stays held
+    finally:
+        gc.enable()
 
 
 def test_misp_down_mid_run_is_a_partial_run_that_a_rerun_finishes(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,12 @@ import pytest
 from tests.fakes.opentip import FakeOpenTip, fake_opentip
 
 from puffin.intel.misp_fixer.classify import Classifier, Verdict
-from puffin.intel.misp_fixer.opentip import BenignPolicy, OpenTipClient, Reputation
+from puffin.intel.misp_fixer.opentip import (
+    BenignPolicy,
+    OpenTipCache,
+    OpenTipClient,
+    Reputation,
+)
 
 CLEAN_SHA256 = "a" * 64
 NO_THREATS_MD5 = "b" * 32
@@ -121,6 +128,31 @@ def test_a_cached_answer_saves_a_request_until_its_ttl_runs_out(
     assert (fourth.lookups, fourth.cached) == (1, 0)
     assert fake.count("ip", "9.9.9.9") == 2
     assert second.reputations[("ip", "9.9.9.9")].zone == "Green"
+    with closing(sqlite3.connect(tmp_path / "opentip.db")) as cache_file:
+        assert cache_file.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_cache_answers_many_values_of_each_kind_and_only_fresh_ones(tmp_path: Path) -> None:
+    clock = Clock()
+    cache = OpenTipCache(tmp_path / "opentip.db", ttl=timedelta(hours=24), clock=clock)
+    old = clock.now - timedelta(hours=30)
+    ips = [f"10.0.{n // 256}.{n % 256}" for n in range(1200)]  # more than one query's worth
+    cache.store(Reputation("ip", ip, "Green", "known", clock.now) for ip in ips)
+    cache.store([Reputation("hash", CLEAN_SHA256, "Green", "Clean", clock.now)])
+    cache.store([Reputation("domain", "stale.example", "Green", "Search engines", old)])
+
+    asked = [("ip", ip) for ip in ips] + [
+        ("hash", CLEAN_SHA256),
+        ("domain", "stale.example"),  # older than the TTL
+        ("ip", "192.0.2.1"),  # never cached
+        ("hash", "10.0.0.1"),  # cached under another kind only
+    ]
+    found = cache.fresh(asked)
+    cache.close()
+
+    assert set(found) == {("ip", ip) for ip in ips} | {("hash", CLEAN_SHA256)}
+    assert found[("ip", ips[-1])] == Reputation("ip", ips[-1], "Green", "known", clock.now)
+    assert found[("hash", CLEAN_SHA256)].verdict == "Clean"
 
 
 def test_quota_403_stops_the_run_is_reported_and_nothing_is_guessed(

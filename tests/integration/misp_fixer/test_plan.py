@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from puffin.core.settings import Settings
 from puffin.intel.misp_fixer import edits, plan
 from puffin.intel.misp_fixer.settings import FixerSettings
 
@@ -141,3 +143,33 @@ def test_settings_have_the_issues_defaults_and_refuse_contradictions() -> None:
         FixerSettings(opentip_benign_zones=["Green", "Grey"])
     with pytest.raises(ValidationError, match="https://"):
         FixerSettings(misp_url="misp.example.org")
+
+
+def test_empty_values_mean_unset_and_zones_are_spelled_as_opentip_does() -> None:
+    blank = FixerSettings(misp_url=" ", misp_key="", opentip_api_key="")
+    assert (blank.misp_url, blank.misp_key, blank.opentip_api_key) == (None, None, None)
+    assert FixerSettings(opentip_benign_zones=["green", " Yellow"]).opentip_benign_zones == [
+        "Green",
+        "Yellow",
+    ]
+    with pytest.raises(ValidationError, match="unknown OpenTIP zones 'Blue'"):
+        FixerSettings(opentip_benign_zones=["Green", "Blue"])
+    with pytest.raises(ValidationError, match="Grey"):
+        FixerSettings(opentip_benign_zones=["grey"])
+
+
+def test_lists_from_the_environment_reach_the_fixer_through_puffins_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PUFFIN_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("PUFFIN_MISP_FIXER__SKIP_ORGS", '["CIRCL", "Partner CERT"]')
+    monkeypatch.setenv("PUFFIN_MISP_FIXER__WARNINGLISTS_INCLUDE", "[]")
+    monkeypatch.setenv("PUFFIN_MISP_FIXER__MAX_ATTRIBUTES", "250")
+
+    fixer = FixerSettings.model_validate(Settings(data_dir=tmp_path).misp_fixer)
+
+    assert fixer.skip_orgs == ["CIRCL", "Partner CERT"]
+    assert fixer.warninglists_include == []
+    assert fixer.max_attributes == 250
+    with pytest.raises(ValidationError, match="not a JSON list"):
+        FixerSettings.model_validate({"skip_orgs": '["CIRCL"'})

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import start_puffin
+from tests.conftest import Backend, start_puffin
 from tests.fakes.misp import HOST_ORG, FakeMisp, generate_event
 
 from puffin.auth import credentials
@@ -19,7 +20,10 @@ from puffin.auth import service as auth_service
 from puffin.auth.schemas import ApiKeyCreate, Principal, Role, UserCreate
 from puffin.core.clock import utcnow
 from puffin.core.db import transaction
+from puffin.core.settings import Settings
 from puffin.intel.misp_fixer import tokens
+from puffin.intel.misp_fixer.settings import FixerSettings
+from puffin.misp_fixer_app import create_misp_fixer_app
 
 SECRET = "s" * 40
 STATIC = "static-token-for-the-misp-workflow-0001"
@@ -87,9 +91,11 @@ def misp() -> Iterator[FakeMisp]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, misp: FakeMisp) -> Iterator[Server]:
+def server(tmp_path: Path, misp: FakeMisp, backend: Backend) -> Iterator[Server]:
     app, _ = start_puffin(tmp_path, misp_fixer=fixer_settings(misp, page_size=100))
     with TestClient(app) as client:
+        dialect = app.state.puffin.engine.dialect.name
+        assert dialect == {"sqlite": "sqlite", "postgres": "postgresql"}[backend.name]
         yield Server(client, reader_key(client))
 
 
@@ -146,6 +152,11 @@ def test_a_valid_jwt_fixes_the_event_and_the_run_is_recorded(server, misp):
     assert runs["items"][0]["id"] == summary["run_id"]
     detail = server.api(f"/api/v1/misp-fixer/runs/{summary['run_id']}")
     assert [(d["value"], d["source"]) for d in detail["decisions"]] == [("8.8.8.8", "list")]
+    assert (detail["event_id"], detail["errors"]) == (event_id, [])
+    assert detail["duration_seconds"] == summary["duration_seconds"] > 0
+    assert datetime.fromisoformat(detail["finished_at"]) >= datetime.fromisoformat(
+        detail["started_at"]
+    )
     assert {"kind": "event_tag", "new_value": "tlp:clear"}.items() <= detail["changes"][-1].items()
 
 
@@ -176,6 +187,84 @@ def test_a_malformed_body_is_422_with_the_reason(server, misp, body, where):
     refused = server.hook(body)
     assert refused.status_code == 422
     assert where in refused.json()["detail"]
+    assert misp.writes == []
+
+
+def test_empty_strings_from_misp_templating_count_as_absent(server, misp):
+    event_id = misp.add_event(noisy_event())
+    event_uuid = misp.event(event_id)["uuid"]
+
+    by_id = server.hook({"event_id": event_id, "event_uuid": "", "event_attribute_count": ""})
+    by_uuid = server.hook({"event_id": "", "event_uuid": event_uuid, "event_attribute_count": " "})
+
+    assert by_id.status_code == 200, by_id.text
+    assert by_id.json()["event_id"] == event_id
+    assert by_id.json()["changes"] > 0
+    assert by_uuid.status_code == 200, by_uuid.text
+    assert by_uuid.json()["event_uuid"] == event_uuid
+    assert by_uuid.json()["changes"] == 0  # the same event, fixed by the first call
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event_id": "", "event_uuid": ""},
+        {"event_id": " ", "event_uuid": "", "event_attribute_count": "3"},
+        {"event_attribute_count": ""},
+    ],
+)
+def test_no_usable_event_id_nor_uuid_is_422_saying_so(server, misp, body):
+    refused = server.hook(body)
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert "event_id or event_uuid is required" in detail
+    assert "missing or empty" in detail
+    assert misp.writes == []
+
+
+def test_an_unusable_opentip_cache_is_503_naming_the_setting_and_the_path(
+    tmp_path: Path, misp: FakeMisp, backend: Backend
+) -> None:
+    in_the_way = tmp_path / "not-a-directory"
+    in_the_way.write_text("a file where the cache's directory should be", encoding="utf-8")
+    cache = in_the_way / "opentip.db"
+    settings = fixer_settings(misp, opentip_api_key="k" * 32, opentip_cache_file=str(cache))
+    app, _ = start_puffin(tmp_path / "data", misp_fixer=settings)
+    event_id = misp.add_event(noisy_event())
+    with TestClient(app) as client:
+        server = Server(client, reader_key(client))
+        for _ in range(2):  # the fixer is not half-built by the first attempt
+            refused = server.hook({"event_id": event_id})
+            assert refused.status_code == 503, refused.text
+            detail = refused.json()["detail"]
+            assert f"misp_fixer.opentip_cache_file {cache}" in detail
+            assert "cannot open the OpenTIP cache" in detail
+    assert misp.writes == []
+
+
+def test_the_standalone_service_starts_and_answers_503_when_the_cache_is_unusable(
+    tmp_path: Path, misp: FakeMisp, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache-dir"
+    cache.mkdir()
+    fixer = FixerSettings.model_validate(
+        fixer_settings(misp, opentip_api_key="k" * 32, opentip_cache_file=str(cache))
+    )
+    settings = Settings(data_dir=tmp_path / "data", environment="test", tls=False)
+    with (
+        caplog.at_level(logging.ERROR),
+        TestClient(create_misp_fixer_app(settings, fixer)) as client,
+    ):
+        started = [r.getMessage() for r in caplog.records if "cannot start" in r.getMessage()]
+        refused = client.post(
+            WEBHOOK, json={"event_id": "1"}, headers={"Authorization": f"Bearer {STATIC}"}
+        )
+        alive = client.get("/healthz")
+    assert started
+    assert f"misp_fixer.opentip_cache_file {cache}" in started[0]
+    assert refused.status_code == 503
+    assert f"misp_fixer.opentip_cache_file {cache}: cannot open" in refused.json()["detail"]
+    assert alive.status_code == 200
     assert misp.writes == []
 
 

@@ -1,5 +1,6 @@
-"""Encoding modifiers (utf16, utf16be, wide; utf16le refused), `re|m`, odd event values, and
-Puffin's own `puffin:` rule options (dedupe) through the compiler, the loader and the cache."""
+"""Encoding modifiers (utf16, utf16be, wide and its other name utf16le), `re|m`, odd event
+values, and Puffin's own `puffin:` rule options (dedupe) through the compiler, the loader
+and the cache."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from tests.unit.detection.test_engine import engine, fires
 
 from puffin.detection.engine.options import Dedupe, dedupe_of, parse_duration
+from puffin.detection.engine.ruleset import RuleSet
 from puffin.detection.loader import RuleCache, compile_correlations, load_rules
 
 
@@ -33,9 +35,18 @@ def test_utf16be_encodes_big_endian_before_base64():
     assert not fires(rules, CommandLine=_b64("whoami /all", "utf-16le"))
 
 
-def test_utf16le_is_not_known_to_pysigma_2_and_is_reported_not_silently_dropped(tmp_path):
-    # The Sigma specification lists utf16le as another name for wide; pySigma 2.0 does not
-    # know it. The rule is reported with the modifier's name; `wide` is the working spelling.
+@pytest.mark.parametrize("modifier", ["utf16le", "wide"])
+def test_utf16le_is_the_specifications_other_name_for_wide(modifier):
+    # pySigma 2.0 does not know `utf16le`; the engine registers it as `wide`.
+    rules = engine(f"sel:\n  CommandLine|{modifier}|base64offset|contains: 'ping'\ncondition: sel")
+    for prefix in ("", "a", "ab"):
+        blob = _b64(prefix + "ping 127.0.0.1", "utf-16le")
+        assert fires(rules, CommandLine=f"-enc {blob}"), prefix
+    assert not fires(rules, CommandLine="-enc " + _b64("ping 127.0.0.1", "utf-8"))
+    assert not fires(rules, CommandLine="-enc " + _b64("pong 127.0.0.1", "utf-16le"))
+
+
+def test_a_utf16le_rule_file_loads_and_fires_through_the_loader(tmp_path):
     rule = textwrap.dedent(
         """\
         title: Encoded ping
@@ -43,18 +54,18 @@ def test_utf16le_is_not_known_to_pysigma_2_and_is_reported_not_silently_dropped(
         logsource: {product: test}
         detection:
           sel:
-            CommandLine|utf16le|base64offset|contains: 'ping'
+            CommandLine|utf16le|base64: 'ping'
           condition: sel
         """
     )
     (tmp_path / "utf16le.yml").write_text(rule)
-    (tmp_path / "wide.yml").write_text(
-        rule.replace("utf16le", "wide").replace("0000000000a1", "0000000000a2")
-    )
     loaded = load_rules([tmp_path])
-    assert [rule.id[-2:] for rule in loaded.rules] == ["a2"]
-    assert {Path(problem.path).name for problem in loaded.problems} == {"utf16le.yml"}
-    assert any("utf16le" in problem.reason for problem in loaded.problems)
+    assert loaded.problems == []
+    [compiled] = loaded.rules
+    assert compiled.id.endswith("a1")
+    ruleset = RuleSet(loaded.rules)
+    event = {"logsource_product": "test", "CommandLine": _b64("ping", "utf-16le")}
+    assert [match.rule_id for match in ruleset.evaluate(event)] == [compiled.id]
 
 
 def test_regular_expression_multiline_flag_anchors_at_each_line():

@@ -6,14 +6,15 @@ from typing import Any
 
 import pytest
 
+from puffin.intel.misp_fixer import classify as classify_module
 from puffin.intel.misp_fixer.classify import (
-    DEFAULT_COMMON_FALSE_POSITIVES,
     SUPPORTED_TYPES,
     Classification,
     Classifier,
     CommonFalsePositives,
     Verdict,
 )
+from puffin.intel.misp_fixer.settings import DEFAULT_COMMON_FALSE_POSITIVES, FixerSettings
 from puffin.intel.misp_fixer.warninglists import WarninglistIndex
 
 IP_TYPES = ["ip-src", "ip-dst", "domain|ip", "ip-src|port", "ip-dst|port"]
@@ -42,7 +43,7 @@ def classify(classifier: Classifier, *items: tuple[str, str]) -> Classification:
     return classifier.classify(list(items), remote_limit=100)
 
 
-def test_defaults_are_the_usual_suspects() -> None:
+def test_defaults_are_the_usual_suspects_defined_once_in_the_settings() -> None:
     assert set(DEFAULT_COMMON_FALSE_POSITIVES) == {
         "0.0.0.0",
         "8.8.8.8",
@@ -50,6 +51,15 @@ def test_defaults_are_the_usual_suspects() -> None:
         "amazon.com",
         "microsoft.com",
         "cloudflare.com",
+    }
+    defaults = FixerSettings().common_false_positives
+    assert defaults == list(DEFAULT_COMMON_FALSE_POSITIVES)
+    assert not hasattr(classify_module, "DEFAULT_COMMON_FALSE_POSITIVES")  # no second copy
+    classifier = Classifier(common_false_positives=defaults, warninglists=None, opentip=None)
+    items = [("ip-dst" if value[0].isdigit() else "domain", value) for value in defaults]
+    verdicts = classify(classifier, *items).verdicts
+    assert {value: verdicts[(kind, value)].detail for kind, value in items} == {
+        value: value for value in defaults
     }
 
 

@@ -24,6 +24,7 @@ from sigma.conditions import (
     ConditionSelector,
     SigmaCondition,
 )
+from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 from sigma.types import (
     Placeholder,
@@ -46,9 +47,17 @@ from sigma.types import (
 
 from puffin.detection.engine.options import Dedupe, dedupe_of
 
-ENGINE_VERSION = "2"  # 2: rules carry their `puffin:` dedupe option
+ENGINE_VERSION = "4"  # 2: rules carry their `puffin:` dedupe option; 3: utf16le is known
+# 4: short non-ASCII literals (emoji, arrows) are indexed
 MIN_LITERAL = 3
 LEVELS = ("informational", "low", "medium", "high", "critical")
+
+# The Sigma specification spells `wide` also `utf16le`; pySigma 2.0 knows only `wide`.
+# Adding the spelling to pySigma's table (once, before any rule is parsed, since every
+# parsing path imports this module) makes such rules load instead of being refused.
+MODIFIER_ALIASES = {"utf16le": SigmaWideModifier}
+for _name, _modifier in MODIFIER_ALIASES.items():
+    modifier_mapping.setdefault(_name, _modifier)
 
 
 class UnsupportedRule(ValueError):
@@ -325,7 +334,9 @@ def _plain(value: SigmaNumber | SigmaBool) -> str:
 
 
 def _literals(tests: Sequence[_StringTest]) -> tuple[str, ...] | None:
-    if any(len(test.literal) < MIN_LITERAL for test in tests):
+    # A short ASCII literal would reach the rule for most events; a short non-ASCII one (an
+    # emoji, an arrow) is rare enough to index, sparing rules that list hundreds of them.
+    if any(len(test.literal) < MIN_LITERAL and test.literal.isascii() for test in tests):
         return None
     return tuple(sorted({test.literal.lower() for test in tests}))
 

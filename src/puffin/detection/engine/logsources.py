@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+# libyaml's parser when PyYAML has it: the same data, about fifty times faster.
+SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PRESENT = "*"
 EXPLICIT_FIELDS = ("logsource_product", "logsource_category", "logsource_service")
 
@@ -98,7 +100,7 @@ class LogsourceMap:
     def default(cls) -> LogsourceMap:
         """Return the mapping shipped with Puffin."""
         text = resources.files(__package__).joinpath("data/logsources.yml").read_text("utf-8")
-        return cls.from_data(yaml.safe_load(text))
+        return cls.from_data(yaml.load(text, Loader=SafeLoader))  # noqa: S506 - a safe loader
 
     def alternatives(
         self, product: str | None, category: str | None, service: str | None

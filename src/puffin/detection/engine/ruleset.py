@@ -4,7 +4,8 @@ Events are grouped by *kind* — the values of the few fields the logsource mapp
 at (`Channel`, `EventID`, `program`, …). For each kind seen, the rule set builds once a
 plan: the rules whose logsource and event ids fit, split into rules that always run and
 rules reached through one Aho-Corasick automaton per field, which finds in one pass
-every literal some rule needs. Only rules whose literal occurs are then evaluated.
+every literal some rule needs. Only rules whose literal occurs are then evaluated, and
+a rule's matcher is compiled the first time it is needed (`compile_all` does it now).
 
 A rule that raises never stops the stream: the error is counted per rule and kept.
 """
@@ -68,12 +69,17 @@ class RuleErrors:
     last: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Loaded:
     rule: CompiledRule
-    match: Any
     alternatives: tuple[Alternative, ...]
     fields: tuple[str, ...]
+    match: Any = None  # compiled on first use: most rules never meet an event they fit
+
+    def matcher(self) -> Any:
+        if self.match is None:
+            self.match = _function(self.rule)  # a race compiles twice, harmlessly
+        return self.match
 
 
 @dataclass(frozen=True)
@@ -109,11 +115,16 @@ class RuleSet:
             )
             if unmapped:
                 self.unmapped[rule.id] = unmapped
-            self._loaded.append(_Loaded(rule, _function(rule), tuple(alternatives), rule.fields))
+            self._loaded.append(_Loaded(rule, tuple(alternatives), rule.fields))
         self._kind_fields = self.logsources.kind_fields
 
     def __len__(self) -> int:
         return len(self._loaded)
+
+    def compile_all(self) -> None:
+        """Compile every rule's matcher now (they are otherwise compiled on first use)."""
+        for loaded in self._loaded:
+            loaded.matcher()
 
     def evaluate(self, event: Mapping[str, Any]) -> list[Match]:
         """Return the rules that match the event."""
@@ -151,7 +162,7 @@ class RuleSet:
         for index in sorted(candidates):
             loaded = self._loaded[index]
             try:
-                if loaded.match(event, lower, raw):
+                if (loaded.match or loaded.matcher())(event, lower, raw):
                     matches.append(Match(loaded.rule, _matched(event, loaded.fields)))
             except Exception as error:
                 self._note_error(loaded.rule.id, error)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from puffin.core.changes import record_change
+from puffin.core.changes import record_change, revoke_once
 from puffin.core.clock import utcnow
 from puffin.core.crypto import hash_token, random_token, tokens_equal
 from puffin.core.errors import Conflict, NotFound, Unauthenticated
@@ -31,6 +33,7 @@ from puffin.endpoint.service.tokens import create_enrollment_token, usable_token
 from puffin.protocol.wire import MAX_SEQUENCE, SEQUENCE_EPOCH
 
 DISCONNECTED_AFTER = timedelta(minutes=2)
+RATE_WINDOW = timedelta(minutes=5)
 REENROL_TOKEN_HOURS = 24
 
 
@@ -131,18 +134,42 @@ def record_contact(
     agent = session.get(Agent, agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id} not found")
-    agent.last_seen_at = utcnow()
+    _count_events(agent, events)
     if ip:
         agent.ip = ip
     if health is not None:
         agent.health = health
-    if events:
-        agent.events_received = (agent.events_received or 0) + events
     if config_applied is not None:
         agent.config_applied = config_applied
     if allowed_actions is not None:
         agent.allowed_actions = sorted({a.replace("_", "-") for a in allowed_actions})
     session.flush()
+
+
+def record_deliveries(*, session: Session, events: Mapping[uuid.UUID, int]) -> None:
+    """Note that these sources (syslog senders) just delivered so many events each."""
+    for source_id, count in events.items():
+        agent = session.get(Agent, source_id)
+        if agent is not None:
+            _count_events(agent, count)
+    session.flush()
+
+
+def _count_events(agent: Agent, events: int) -> None:
+    """Note a contact with `events` new events: last seen now, total and rate updated.
+
+    The rate (events per minute) is a moving average that forgets with a time constant of
+    RATE_WINDOW, so it follows an agent's recent volume however often it calls in.
+    """
+    now = utcnow()
+    if agent.last_seen_at is not None:
+        elapsed = max((now - agent.last_seen_at).total_seconds(), 1.0)
+        weight = 1 - math.exp(-elapsed / RATE_WINDOW.total_seconds())
+        agent.event_rate = (agent.event_rate or 0.0) * (1 - weight) + weight * (
+            events * 60 / elapsed
+        )
+    agent.events_received = (agent.events_received or 0) + events
+    agent.last_seen_at = now
 
 
 def store_inventory(
@@ -245,17 +272,13 @@ def update_agent(
 def revoke_agent(*, session: Session, organisation_id: uuid.UUID, agent_id: uuid.UUID) -> AgentRead:
     """Refuse the agent's credential from now on."""
     agent = agent_row(session, organisation_id, agent_id)
-    if agent.revoked_at is None:
-        agent.revoked_at = utcnow()
-        session.flush()
-        record_change(
-            session,
-            action="revoke",
-            object_type="agent",
-            object_id=agent.id,
-            organisation_id=organisation_id,
-            summary=f"revoked agent {agent.name}",
-        )
+    revoke_once(
+        session,
+        agent,
+        object_type="agent",
+        organisation_id=organisation_id,
+        summary=f"revoked agent {agent.name}",
+    )
     return _agent_read(agent)
 
 

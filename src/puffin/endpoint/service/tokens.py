@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from puffin.core.changes import record_change
+from puffin.core.changes import record_change, revoke_once
 from puffin.core.clock import utcnow
 from puffin.core.crypto import hash_token, random_token, tokens_equal
 from puffin.core.errors import InvalidInput, NotFound, Unauthenticated
@@ -100,17 +100,13 @@ def revoke_enrollment_token(
     row = session.get(EnrollmentToken, token_id)
     if row is None or row.organisation_id != organisation_id:
         raise NotFound(f"enrolment token {token_id} not found")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.flush()
-        record_change(
-            session,
-            action="revoke",
-            object_type="enrollment-token",
-            object_id=row.id,
-            organisation_id=organisation_id,
-            summary=f"revoked enrolment token {row.prefix}…",
-        )
+    revoke_once(
+        session,
+        row,
+        object_type="enrollment-token",
+        organisation_id=organisation_id,
+        summary=f"revoked enrolment token {row.prefix}…",
+    )
     return EnrollmentTokenRead.model_validate(row)
 
 

@@ -16,15 +16,6 @@ from puffin.intel.misp_fixer.warninglists import (
     relevant_parts,
 )
 
-DEFAULT_COMMON_FALSE_POSITIVES = (
-    "0.0.0.0",  # noqa: S104 - a value to recognise, not an address to bind
-    "8.8.8.8",
-    "google.com",
-    "amazon.com",
-    "microsoft.com",
-    "cloudflare.com",
-)
-
 _IP_TYPES = frozenset({"ip-src", "ip-dst", "ip-src|port", "ip-dst|port"})
 _DOMAIN_TYPES = frozenset({"domain", "hostname"})
 _HASH_TYPES = frozenset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -25,6 +26,8 @@ ZONES = frozenset({"Red", "Orange", "Yellow", "Grey", "Green"})
 NOT_FOUND = "NotFound"
 
 Query = tuple[str, str]  # (kind, value)
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_SELECT_BATCH = 500  # values per cache query, well under SQLite's limit on parameters
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def normalise(kind: str, value: str) -> str:
 
 
 def _is_hex(text: str) -> bool:
-    return all(char in "0123456789abcdefABCDEF" for char in text)
+    return _HEX.fullmatch(text) is not None
 
 
 class OpenTipCache:
@@ -101,28 +104,38 @@ class OpenTipCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS opentip_cache (kind TEXT NOT NULL, value TEXT NOT NULL,"
-            " zone TEXT NOT NULL, verdict TEXT NOT NULL, fetched_at REAL NOT NULL,"
-            " PRIMARY KEY (kind, value)) WITHOUT ROWID"
-        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS opentip_cache (kind TEXT NOT NULL,"
+                " value TEXT NOT NULL, zone TEXT NOT NULL, verdict TEXT NOT NULL,"
+                " fetched_at REAL NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID"
+            )
+        except sqlite3.Error:
+            self._db.close()  # not a database, read-only, …: the caller says which file
+            raise
 
     def fresh(self, queries: Iterable[Query]) -> dict[Query, Reputation]:
         """Return the cached answers younger than the TTL for these queries."""
         oldest = (self._clock() - self._ttl).timestamp()
+        by_kind: dict[str, list[str]] = {}
+        for kind, value in dict.fromkeys(queries):
+            by_kind.setdefault(kind, []).append(value)
         found: dict[Query, Reputation] = {}
         with self._lock:
-            for kind, value in queries:
-                row = self._db.execute(
-                    "SELECT zone, verdict, fetched_at FROM opentip_cache"
-                    " WHERE kind = ? AND value = ? AND fetched_at >= ?",
-                    (kind, value, oldest),
-                ).fetchone()
-                if row is not None:
-                    fetched = datetime.fromtimestamp(row[2], UTC)
-                    found[(kind, value)] = Reputation(kind, value, row[0], row[1], fetched)
+            for kind, values in by_kind.items():
+                for start in range(0, len(values), _SELECT_BATCH):
+                    batch = values[start : start + _SELECT_BATCH]
+                    marks = ",".join("?" * len(batch))
+                    rows = self._db.execute(
+                        "SELECT value, zone, verdict, fetched_at FROM opentip_cache"  # noqa: S608 - only "?" marks are formatted in
+                        f" WHERE kind = ? AND fetched_at >= ? AND value IN ({marks})",
+                        (kind, oldest, *batch),
+                    )
+                    for value, zone, verdict, fetched_at in rows:
+                        fetched = datetime.fromtimestamp(fetched_at, UTC)
+                        found[(kind, value)] = Reputation(kind, value, zone, verdict, fetched)
         return found
 
     def store(self, reputations: Iterable[Reputation]) -> None:

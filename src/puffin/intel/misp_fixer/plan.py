@@ -9,7 +9,7 @@ plan, which is what makes a second run a no-op.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -61,7 +61,7 @@ class EventSnapshot:
     attributes: Sequence[Mapping[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """A false-positive verdict on one attribute and what is done about it."""
 
@@ -73,7 +73,7 @@ class Decision:
     action: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One change to MISP: `kind` on `target` (an attribute or event UUID, or a value)."""
 
@@ -84,7 +84,7 @@ class Change:
     attribute_value: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttributeChange:
     """Everything that changes on one attribute, applied in one edit."""
 
@@ -93,28 +93,36 @@ class AttributeChange:
     disable_correlation: bool | None = None
     add_tag: str | None = None
     delete: bool = False
+    object_id: str = field(init=False)  # the attribute's object, TOP_LEVEL when none
+    _changes: tuple[Change, ...] | None = field(init=False, default=None, repr=False, compare=False)
 
-    @property
-    def object_id(self) -> str:
-        return str(self.attribute.get("object_id") or TOP_LEVEL)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "object_id", str(self.attribute.get("object_id") or TOP_LEVEL))
 
     def changes(self) -> list[Change]:
-        """Return the individual changes, for reports."""
+        """Return the individual changes, for reports (the plan's and the applied ones)."""
+        if self._changes is None:
+            object.__setattr__(self, "_changes", tuple(self._individual_changes()))
+        return list(self._changes or ())
+
+    def _individual_changes(self) -> list[Change]:
+        attribute = self.attribute
         uuid, kind_of, value = (
-            str(self.attribute["uuid"]),
-            str(self.attribute["type"]),
-            str(self.attribute["value"]),
+            str(attribute["uuid"]),
+            str(attribute["type"]),
+            str(attribute["value"]),
         )
-        found: list[tuple[str, str]] = []
+        found: list[Change] = []
         if self.delete:
-            found.append(("delete", "soft"))
+            found.append(Change("delete", uuid, "soft", kind_of, value))
         if self.to_ids is not None:
-            found.append(("to_ids", _text(self.to_ids)))
+            found.append(Change("to_ids", uuid, _text(self.to_ids), kind_of, value))
         if self.disable_correlation is not None:
-            found.append(("disable_correlation", _text(self.disable_correlation)))
+            new = _text(self.disable_correlation)
+            found.append(Change("disable_correlation", uuid, new, kind_of, value))
         if self.add_tag is not None:
-            found.append(("tag", self.add_tag))
-        return [Change(kind, uuid, new, kind_of, value) for kind, new in found]
+            found.append(Change("tag", uuid, self.add_tag, kind_of, value))
+        return found
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ from pydantic_settings import (
 
 from puffin.core.settings import config_file_path
 from puffin.core.types import SlugStr
+from puffin.intel.misp_fixer.opentip import ZONES
 
 DEFAULT_COMMON_FALSE_POSITIVES: tuple[str, ...] = (
     "0.0.0.0",  # noqa: S104 - a value to recognise, not an address to bind
@@ -88,6 +90,15 @@ DEFAULT_IDS_TYPES: tuple[str, ...] = (
 
 DEFAULT_OPENTIP_URL = "https://opentip.kaspersky.com/api/v1/search/"
 _MIN_SECRET_LENGTH = 32
+_LIST_FIELDS = (
+    "skip_orgs",
+    "common_false_positives",
+    "warninglists_include",
+    "warninglists_exclude",
+    "opentip_benign_zones",
+    "non_correlating_types",
+    "ids_types",
+)
 
 Action = Literal["flag", "delete"]
 
@@ -177,6 +188,29 @@ class FixerSettings(BaseModel):
         description="Signs webhook JWTs; generated into the data directory when unset.",
     )
 
+    @field_validator(*_LIST_FIELDS, mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        """Read a list given as JSON text, as a `PUFFIN_MISP_FIXER__*` variable gives it.
+
+        Puffin's settings hold `[misp_fixer]` as a plain mapping, so a variable such as
+        PUFFIN_MISP_FIXER__SKIP_ORGS='["CIRCL"]' arrives here as text, not as a list.
+        """
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError as error:
+                raise ValueError(f"not a JSON list: {error}") from error
+        return value
+
+    @field_validator("misp_url", "misp_key", "opentip_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty value (a variable set to "") means unset, not an empty key or URL."""
+        if isinstance(value, SecretStr):
+            return value if value.get_secret_value().strip() else None
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("misp_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -186,10 +220,18 @@ class FixerSettings(BaseModel):
 
     @field_validator("opentip_benign_zones")
     @classmethod
-    def _never_grey(cls, value: list[str]) -> list[str]:
-        if any(zone.lower() == "grey" for zone in value):
+    def _known_zones_never_grey(cls, value: list[str]) -> list[str]:
+        """Spell zones as OpenTIP does ("green" is Green); refuse Grey and unknown names."""
+        spelled = {zone.lower(): zone for zone in ZONES}
+        if any(zone.strip().lower() == "grey" for zone in value):
             raise ValueError("Grey means unknown to OpenTIP and never makes a value benign")
-        return value
+        unknown = [zone for zone in value if zone.strip().lower() not in spelled]
+        if unknown:
+            raise ValueError(
+                f"unknown OpenTIP zones {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(sorted(ZONES - {'Grey'}))}"
+            )
+        return list(dict.fromkeys(spelled[zone.strip().lower()] for zone in value))
 
     @field_validator("static_token", "jwt_secret")
     @classmethod

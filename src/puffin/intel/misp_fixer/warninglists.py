@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -112,6 +113,12 @@ def as_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
     """Return the address or CIDR block a value names, or None when it is not one."""
     if not value or not (value[0].isdigit() or ":" in value):
         return None
+    return _parsed_network(value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parsed_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """Parse once per distinct value: a run asks the list, the index and OpenTIP in turn."""
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -293,6 +300,7 @@ class WarninglistIndex:
         self._suffix = builder.suffix
         self._ranges = {version: _Ranges(found) for version, found in builder.intervals.items()}
         self._regexes = builder.regexes
+        self._regexes_by_type: dict[str | None, tuple[tuple[int, re.Pattern[str]], ...]] = {}
         self._public_suffixes = frozenset(builder.public_suffixes)
 
     @classmethod
@@ -370,15 +378,27 @@ class WarninglistIndex:
                 if host != lowered:
                     found.update(self._exact.get(host, ()))
                 found |= self._domain_hits(host)
-        for list_id, pattern in self._regexes:
-            if self._regex_applies(list_id, attribute_type) and pattern.search(text):
+        for list_id, pattern in self._regexes_for(attribute_type):
+            if pattern.search(text):
                 found.add(list_id)
         return found
 
-    def _regex_applies(self, list_id: int, attribute_type: str | None) -> bool:
-        """Regex lists are written for named types (e-mail, phone): without a type, skip them."""
-        types = self.lists[list_id].attribute_types
-        return types is None or (attribute_type is not None and attribute_type in types)
+    def _regexes_for(self, attribute_type: str | None) -> tuple[tuple[int, re.Pattern[str]], ...]:
+        """Return the regex entries consulted for this type, worked out once per type.
+
+        Regex lists are written for named types (e-mail, phone): without a type, only the
+        lists that name no type apply.
+        """
+        chosen = self._regexes_by_type.get(attribute_type)
+        if chosen is None:
+            chosen = tuple(
+                (list_id, pattern)
+                for list_id, pattern in self._regexes
+                if (types := self.lists[list_id].attribute_types) is None
+                or (attribute_type is not None and attribute_type in types)
+            )
+            self._regexes_by_type[attribute_type] = chosen
+        return chosen
 
     def _domain_hits(self, host: str) -> set[int]:
         """Look the host and each parent domain up, stopping at the first public suffix."""

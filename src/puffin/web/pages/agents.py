@@ -56,11 +56,10 @@ def agents_page(
 
 
 def _rate(agent: AgentRead) -> str:
-    """Return the agent's average events per minute since it enrolled, as text."""
-    if not agent.events_received or agent.last_seen_at is None:
+    """Return the agent's recent events per minute as text ("—" when it is not active)."""
+    if agent.status != AgentStatus.ACTIVE:
         return "—"
-    minutes = max((agent.last_seen_at - agent.enrolled_at).total_seconds() / 60, 1.0)
-    return f"{agent.events_received / minutes:.1f}/min"
+    return f"{agent.event_rate:.1f}/min"
 
 
 def _listing(
