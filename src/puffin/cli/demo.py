@@ -10,10 +10,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from puffin.cli.common import cli_session, console, load, organisation_id_of, state_for
+
+if TYPE_CHECKING:
+    from puffin.core.settings import Settings
 
 
 def demo(
@@ -71,7 +75,7 @@ def _demo_token(settings: object, data_dir: Path) -> str:
     return created.token
 
 
-def _start_local_agent(settings: object, data_dir: Path, port: int) -> None:
+def _start_local_agent(settings: Settings, data_dir: Path, port: int) -> None:
     """Enrol and run an agent on this machine once the server answers."""
     state_dir = (data_dir / "agent").resolve()
     token = None if (state_dir / "enrolment.json").exists() else _demo_token(settings, data_dir)
@@ -82,6 +86,9 @@ def _start_local_agent(settings: object, data_dir: Path, port: int) -> None:
     def launch() -> None:
         _wait_for_port(port)
         if token is not None:
+            # The agent pins the server's certificate; the demo server is this machine's,
+            # so its fingerprint is read from the certificate file it serves.
+            fingerprint = _served_fingerprint(settings)
             subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
                 [
                     sys.executable,
@@ -94,6 +101,8 @@ def _start_local_agent(settings: object, data_dir: Path, port: int) -> None:
                     token,
                     "--name",
                     f"{socket.gethostname()}-demo",
+                    "--fingerprint",
+                    fingerprint,
                     "--state-dir",
                     str(state_dir),
                 ],
@@ -107,6 +116,14 @@ def _start_local_agent(settings: object, data_dir: Path, port: int) -> None:
         atexit.register(process.terminate)
 
     threading.Thread(target=launch, name="demo-agent", daemon=True).start()
+
+
+def _served_fingerprint(settings: Settings) -> str:
+    """Return the SHA-256 fingerprint of the certificate the demo server presents."""
+    from puffin.core.tls import ensure_certificate, fingerprint_of_file
+
+    paths = ensure_certificate(settings.data_dir, settings.tls_cert_file, settings.tls_key_file)
+    return fingerprint_of_file(paths.cert_file)
 
 
 def _wait_for_port(port: int, timeout: float = 60.0) -> None:
