@@ -34,6 +34,7 @@ from puffin.core.state import AppState
 from puffin.core.tls import fingerprint_of_file
 from puffin.detection.registry import STATE_KEY as RULE_REGISTRY_KEY
 from puffin.detection.registry import RuleRegistry, rule_registry
+from puffin.endpoint.contacts import contact_book
 from puffin.ingest.store import EventStore
 from puffin.ingest.writer import GroupCommitWriter
 from puffin.intel.misp_fixer.settings import FixerSettings
@@ -163,9 +164,12 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
         writer = GroupCommitWriter(event_store(state))
         state.extras["event_writer"] = writer
         writer.start()
+        contacts = contact_book(state)
+        contacts.start()
         background = await start_background(state)
         yield
         await background.stop()
+        await asyncio.to_thread(contacts.stop)  # writes the call-ins still noted
         writer.stop()
         fixer_service.close()
         event_store(state).engine.dispose()

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from puffin.api.agent_gateway import flush_contacts
 from puffin.app import create_app
 from puffin.auth import credentials
 from puffin.auth.credentials import ThrottlePolicy
@@ -187,6 +188,7 @@ def test_keepalive_delivers_config_and_tasks_and_takes_results(server):
     tasks = server.get(f"/api/v1/agents/{agent_id}/tasks", headers=server.admin_headers).json()
     assert tasks[0]["status"] == "failed"
     assert tasks[0]["result"] == {"error": "no such process"}
+    flush_contacts(server.app.state.puffin)  # call-ins are written every few seconds
     detail = server.get(f"/api/v1/agents/{agent_id}", headers=server.admin_headers).json()
     assert detail["status"] == "active"
     assert detail["health"] == {"queued": 3}
@@ -305,6 +307,7 @@ def test_configuration_is_sent_again_only_when_its_hash_changes(server):
         "logs": ["/var/log/syslog", "/var/log/auth.log", "/var/log/nginx/*.log"],
         "fim": {"paths": ["/srv"]},
     }
+    flush_contacts(server.app.state.puffin)
     detail = server.get(f"/api/v1/agents/{agent_id}", headers=server.admin_headers).json()
     assert detail["config_current"] == regrouped["config_hash"]
     assert detail["config_applied"] == edited["config_hash"]  # what it said it applies
@@ -319,6 +322,7 @@ def test_events_sent_from_keepalives_are_counted(server):
         reply = server.post("/api/agent/v1/keepalive", json={"events_sent": sent}, headers=agent)
         assert reply.status_code == 200
         time.sleep(1.0)
+    flush_contacts(server.app.state.puffin)
     detail = server.get(f"/api/v1/agents/{agent_id}", headers=server.admin_headers).json()
     assert detail["events_received"] == 300
     assert detail["event_rate"] > 0

@@ -19,6 +19,7 @@ from tests.integration.test_console_pages import (
     signed_in,
 )
 
+from puffin.api.agent_gateway import flush_contacts
 from puffin.auth.schemas import Role
 from puffin.core.db import transaction
 from puffin.endpoint import service as endpoint_service
@@ -79,6 +80,7 @@ def test_the_buttons_need_the_forms_csrf_token(server):  # noqa: F811
         for data in ({}, {"csrf_token": "forged"}):
             assert admin.post(path, data=data).status_code == 403, path
     assert _keepalive(server, agent) == 200
+    flush_contacts(server.app.state.puffin)  # call-ins are written every few seconds
     listing = admin.get("/agents").text
     assert "1 active" in listing
     assert "0 revoked" in listing
@@ -154,6 +156,7 @@ def test_the_pages_show_events_sent_health_inventory_and_fim(server):  # noqa: F
     inventory = {"os": {"name": "Debian GNU/Linux", "version": "12"}}
     stored = server.client().post("/api/agent/v1/inventory", json=inventory, headers=agent)
     assert stored.status_code == 204
+    flush_contacts(server.app.state.puffin)  # call-ins are written every few seconds
 
     admin = signed_in(server)
     row = re.search(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -139,3 +140,40 @@ def test_an_event_that_breaks_the_engine_does_not_stop_the_stream(state):
     assert worker.run_once() == 2
     assert worker.stats.errors == 1
     assert _alerts(state).total == 1
+
+
+def test_dedupe_windows_hold_within_one_batch_and_across_batches(state):
+    """Folds are decided per event, in order, whether or not the alert is from this batch."""
+    store: EventStore = state.extras["event_store"]
+    source = uuid.uuid4()
+    start = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+
+    def store_at(*minutes: int) -> None:
+        store.append(
+            organisation_id=state.extras["org"],
+            source_id=source,
+            events=[
+                NewEvent(
+                    data={"program": "sshd", "outcome": "failure", "src_ip": "10.0.0.1"},
+                    event_time=start + timedelta(minutes=minute),
+                )
+                for minute in minutes
+            ],
+        )
+
+    worker = DetectionWorker(
+        store,
+        state.session_factory,
+        FailedPasswordRule,
+        policy_for=lambda rule_id: AlertPolicy(("src_ip",), 600),
+    )
+    # One batch: minute 5 folds into minute 0's new alert; minute 12 is past its window.
+    store_at(0, 5, 12)
+    assert worker.run_once() == 3
+    # A later batch folds into the newest alert whose window is still open.
+    store_at(20)
+    assert worker.run_once() == 1
+    assert (worker.stats.alerts_created, worker.stats.alerts_folded) == (2, 2)
+    page = _alerts(state)
+    by_first_seen = sorted((a.first_seen, a.hits) for a in page.items)
+    assert by_first_seen == [(start, 2), (start + timedelta(minutes=12), 2)]

@@ -2,7 +2,7 @@
 
 An alert is *forwarded* when it is new (not folded into an open one) and its rule is not
 staged in its organisation. Outputs register with the application's `AlertOutputs`; the
-alert service calls `forward` from `raise_alert` and nowhere else. Delivery waits for the
+alert service calls `forward` from `raise_alert(s)` and nowhere else. Delivery waits for the
 transaction that stored the alert to commit, so a rolled-back alert reaches no one. An
 output that raises is logged and counted; the others still get the alert.
 

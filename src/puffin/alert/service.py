@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -104,18 +105,68 @@ def raise_alert(
     A new alert of a rule that is not staged is forwarded to the outputs (after commit);
     a fold is not a new alert and forwards nothing.
     """
-    now = detection.event_time or utcnow()
-    key = dedupe_key(detection)
-    if detection.dedupe_window_seconds:
-        existing = _open_duplicate(session, organisation_id, detection, key, now)
-        if existing is not None:
-            existing.hits += 1
-            existing.last_seen = max(existing.last_seen, now)
-            existing.updated_at = utcnow()
-            session.flush()
-            return AlertRead.model_validate(existing), False
+    [(alert, created)] = _raise_many(session, organisation_id, [detection], outputs)
+    return AlertRead.model_validate(alert), created
+
+
+def raise_alerts(
+    *,
+    session: Session,
+    organisation_id: uuid.UUID,
+    detections: Sequence[Detection],
+    outputs: AlertOutputs | None = None,
+) -> list[bool]:
+    """Raise many detections in order, as `raise_alert` one by one would; return `created` of each.
+
+    The open alerts they may fold into are read in a few queries for all of them, and the
+    new alerts are written in one flush: the live worker raises a batch's alerts at once.
+    """
+    return [created for _, created in _raise_many(session, organisation_id, detections, outputs)]
+
+
+_Slot = tuple[str, str, bool]  # (rule id, dedupe key, staged): alerts a detection can fold into
+_KEYS_PER_QUERY = 500
+
+
+def _raise_many(
+    session: Session,
+    organisation_id: uuid.UUID,
+    detections: Sequence[Detection],
+    outputs: AlertOutputs | None,
+) -> list[tuple[Alert, bool]]:
+    keyed = [(d, dedupe_key(d), d.event_time or utcnow()) for d in detections]
+    candidates = _open_alerts(session, organisation_id, keyed)
+    results: list[tuple[Alert, bool]] = []
+    for detection, key, now in keyed:
+        slot = (detection.rule_id, key, detection.staged)
+        if detection.dedupe_window_seconds:
+            window_start = now - timedelta(seconds=detection.dedupe_window_seconds)
+            existing = _latest_since(candidates.get(slot, ()), window_start)
+            if existing is not None:
+                existing.hits += 1
+                existing.last_seen = max(existing.last_seen, now)
+                existing.updated_at = utcnow()
+                results.append((existing, False))
+                continue
+        alert = _new_alert(organisation_id, detection, key, now)
+        session.add(alert)
+        # Later detections of this call fold into it, as they would after a flush.
+        candidates.setdefault(slot, []).append(alert)
+        results.append((alert, True))
+    session.flush()
+    if outputs is not None:
+        for alert, created in results:
+            if created and not alert.staged:
+                forwarded = AlertForwarded(
+                    organisation_id=organisation_id, alert=AlertRead.model_validate(alert)
+                )
+                outputs.forward(session=session, forwarded=forwarded)
+    return results
+
+
+def _new_alert(organisation_id: uuid.UUID, detection: Detection, key: str, now: datetime) -> Alert:
     tactics, techniques = attack_from_tags(detection.tags)
-    alert = Alert(
+    return Alert(
         organisation_id=organisation_id,
         rule_id=detection.rule_id,
         rule_title=detection.rule_title,
@@ -130,39 +181,54 @@ def raise_alert(
         matched=detection.matched,
         summary=str(detection.event.get("full_log", ""))[:2000],
         dedupe_key=key,
+        hits=1,  # set here, not by the column default: a fold may count on it before flush
         staged=detection.staged,
         first_seen=now,
         last_seen=now,
     )
-    session.add(alert)
-    session.flush()
-    read = AlertRead.model_validate(alert)
-    if outputs is not None and not detection.staged:
-        outputs.forward(
-            session=session, forwarded=AlertForwarded(organisation_id=organisation_id, alert=read)
-        )
-    return read, True
 
 
-def _open_duplicate(
-    session: Session, organisation_id: uuid.UUID, detection: Detection, key: str, now: datetime
-) -> Alert | None:
-    window_start = now - timedelta(seconds=detection.dedupe_window_seconds)
-    return session.scalar(
-        select(Alert)
-        .where(
+def _open_alerts(
+    session: Session,
+    organisation_id: uuid.UUID,
+    keyed: Sequence[tuple[Detection, str, datetime]],
+) -> dict[_Slot, list[Alert]]:
+    """Return the open alerts the detections with a dedupe window could fold into, by slot."""
+    windowed = [(d, key, now) for d, key, now in keyed if d.dedupe_window_seconds]
+    found: dict[_Slot, list[Alert]] = {}
+    if not windowed:
+        return found
+    # The window runs from the alert's first hit: a long attack raises one alert per
+    # window, never one alert for ever. Each detection's own window is checked in
+    # `_latest_since`; the query only reads from the earliest.
+    earliest = min(now - timedelta(seconds=d.dedupe_window_seconds) for d, _, now in windowed)
+    rule_ids = sorted({d.rule_id for d, _, _ in windowed})
+    keys = sorted({key for _, key, _ in windowed})
+    wanted = {(d.rule_id, key, d.staged) for d, key, _ in windowed}
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        query = select(Alert).where(
             Alert.organisation_id == organisation_id,
-            Alert.rule_id == detection.rule_id,
-            Alert.dedupe_key == key,
+            Alert.rule_id.in_(rule_ids),
+            Alert.dedupe_key.in_(keys[start : start + _KEYS_PER_QUERY]),
             Alert.status.in_([s.value for s in OPEN_STATUSES]),
-            Alert.staged.is_(detection.staged),
-            # The window runs from the alert's first hit: a long attack raises one alert
-            # per window, never one alert for ever.
-            Alert.first_seen >= window_start,
+            Alert.first_seen >= earliest,
         )
-        .order_by(Alert.first_seen.desc())
-        .limit(1)
-    )
+        for alert in session.scalars(query):
+            slot = (alert.rule_id, alert.dedupe_key, alert.staged)
+            if slot in wanted:
+                found.setdefault(slot, []).append(alert)
+    return found
+
+
+def _latest_since(alerts: Iterable[Alert], window_start: datetime) -> Alert | None:
+    """Return the alert with the latest first hit at or after `window_start`, if any."""
+    latest: Alert | None = None
+    for alert in alerts:
+        if alert.first_seen >= window_start and (
+            latest is None or alert.first_seen > latest.first_seen
+        ):
+            latest = alert
+    return latest
 
 
 def _alert(session: Session, organisation_id: uuid.UUID, alert_id: uuid.UUID) -> Alert:

@@ -21,11 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from puffin.auth.dependencies import SessionDep, StateDep
 from puffin.core.changes import Actor, set_actor
+from puffin.core.clock import utcnow
 from puffin.core.db import transaction
 from puffin.core.errors import InvalidInput, PuffinError, Unauthenticated
 from puffin.core.state import AppState
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import AgentIdentity, auth_cache
+from puffin.endpoint.contacts import contact_book
 from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
 from puffin.ingest.batches import decompress, parse_json, to_new_events
 from puffin.ingest.decoders import Decoders
@@ -168,31 +170,51 @@ def _read_batch(
 
 @router.post("/keepalive", response_model=KeepAliveReply)
 def keepalive(
-    report: KeepAlive, request: Request, agent: CurrentAgent, session: SessionDep
+    report: KeepAlive, request: Request, agent: CurrentAgent, state: StateDep
 ) -> KeepAliveReply:
-    """Record health, store task results, and hand over configuration and new tasks."""
-    set_actor(session, Actor(kind="agent", id=agent.agent_id, name=str(agent.agent_id)))
-    for item in report.task_results:
-        endpoint_service.finish_task(
-            session=session,
-            agent_id=agent.agent_id,
-            task_id=item.task_id,
-            ok=item.ok,
-            result=item.result,
-        )
-    digest, config = endpoint_service.effective_config(session=session, agent_id=agent.agent_id)
-    endpoint_service.record_contact(
-        session=session,
-        agent_id=agent.agent_id,
-        ip=_client_ip(request),
-        health=report.health,
-        events=report.events_sent,
-        config_applied=report.config_hash,
-        allowed_actions=report.allowed_actions,
+    """Record health, store task results, and hand over configuration and new tasks.
+
+    Only task results and handed-over tasks are written here; the call-in itself (last
+    seen, health, events sent, configuration applied, allowed actions) is noted in memory
+    and written with the others' within `contacts.FLUSH_SECONDS` (see `flush_contacts`).
+    The transaction ends in the handler's own thread: a request-scoped session would give
+    its connection back only in a teardown that waits for a free threadpool thread, and
+    with every thread waiting for a connection, none would come back.
+    """
+    with transaction(state.session_factory) as session:
+        set_actor(session, Actor(kind="agent", id=agent.agent_id, name=str(agent.agent_id)))
+        for item in report.task_results:
+            endpoint_service.finish_task(
+                session=session,
+                agent_id=agent.agent_id,
+                task_id=item.task_id,
+                ok=item.ok,
+                result=item.result,
+            )
+        digest, config = endpoint_service.effective_config(session=session, agent_id=agent.agent_id)
+        tasks = endpoint_service.take_pending_tasks(session=session, agent_id=agent.agent_id)
+    contact_book(state).note(
+        agent.agent_id,
+        endpoint_service.Contact(
+            seen_at=utcnow(),
+            ip=_client_ip(request),
+            health=report.health,
+            events=report.events_sent,
+            config_applied=report.config_hash,
+            allowed_actions=report.allowed_actions,
+        ),
     )
-    tasks = endpoint_service.take_pending_tasks(session=session, agent_id=agent.agent_id)
     changed = digest != report.config_hash
     return KeepAliveReply(config_hash=digest, config=config if changed else None, tasks=tasks)
+
+
+def flush_contacts(state: AppState) -> int:
+    """Write the agents' call-ins noted so far now, instead of with the next periodic flush.
+
+    The console and the API read the agent rows; whoever needs a keep-alive to show there
+    at once (a test, a command) calls this. Returns how many call-ins were written.
+    """
+    return contact_book(state).flush()
 
 
 @router.post("/inventory", status_code=204)

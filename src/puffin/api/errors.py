@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import time
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puffin.core.errors import PuffinError, TooManyRequests
@@ -82,6 +85,55 @@ def from_data_error(request: Request, error: DBAPIError) -> JSONResponse:
     return problem(422, "Invalid request", data_error_detail(error))
 
 
+RETRY_AFTER_SECONDS = (2, 10)  # refused callers come back spread over this range
+BUSY_LOG_SECONDS = 60.0  # after the first, at most one "busy" line this often
+BUSY_TITLE = "Service unavailable"
+BUSY_DETAIL = "the server is busy; try again after the Retry-After delay"
+
+
+def retry_after() -> int:
+    """Return the seconds a refused caller should wait, spread so they do not return at once."""
+    low, high = RETRY_AFTER_SECONDS
+    return random.randint(low, high)  # noqa: S311 - spreading retries, not a secret
+
+
+class BusyLog:
+    """Logs refusals for load at warning level, never the statement or its parameters.
+
+    The first is logged at once; after it, one line every `BUSY_LOG_SECONDS` at most,
+    counting the refusals since, so a burst of a thousand is a line, not a thousand.
+    """
+
+    def __init__(self, every: float = BUSY_LOG_SECONDS) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._logged_at: float | None = None
+        self._unlogged = 0
+
+    def note(self, request: Request, error: SQLAlchemyError) -> None:
+        """Count one refusal; log it (with those not logged before) when it is time."""
+        now = time.monotonic()
+        with self._lock:
+            if self._logged_at is not None and now - self._logged_at < self.every:
+                self._unlogged += 1
+                return
+            since, self._unlogged, self._logged_at = self._unlogged, 0, now
+        cause = type(getattr(error, "orig", None) or error).__name__
+        logger.warning(
+            "database busy on %s %s (%s: %s); answered 503%s",
+            request.method,
+            request.url.path,
+            type(error).__name__,
+            cause,
+            f" (and {since} more refusals since the last such line)" if since else "",
+        )
+
+
+def from_busy_database(request: Request, error: SQLAlchemyError, seconds: int) -> JSONResponse:
+    """A lock or connection-pool wait that ran out is load: 503 with Retry-After, not 500."""
+    return problem(503, BUSY_TITLE, BUSY_DETAIL, headers={"Retry-After": str(seconds)})
+
+
 def from_unexpected(request: Request, error: Exception) -> JSONResponse:
     """Log an unexpected failure and answer 500 without internals."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -99,5 +151,6 @@ def _title(status: int) -> str:
         415: "Unsupported media type",
         422: "Invalid request",
         429: "Too many requests",
+        503: "Service unavailable",
     }
     return titles.get(status, "Error")

@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puffin.api import errors as api_errors
 from puffin.audit import service as audit_service
-from puffin.core.db import make_session_factory
+from puffin.core.db import is_busy, make_session_factory
 from puffin.core.errors import PuffinError
 from puffin.core.metrics import HttpMetrics
 
@@ -47,8 +48,10 @@ def _no_page(request: Request, status: int, title: str, detail: str) -> Response
 def install_error_handlers(app: FastAPI, *, page: ErrorPage = _no_page) -> None:
     """Answer every error as `application/problem+json`, or with `page` where it gives one.
 
-    Validation errors and unexpected ones are always problem+json: a form's validation
-    errors are shown by the page itself, and an unexpected error says nothing either way.
+    A database too busy to answer in time (a lock or connection-pool wait ran out) is
+    503 with `Retry-After`, so agents and scripts come back later. Validation errors and
+    unexpected ones are always problem+json: a form's validation errors are shown by the
+    page itself, and an unexpected error says nothing either way.
     """
 
     async def on_domain(request: Request, error: Exception) -> Response:
@@ -72,6 +75,20 @@ def install_error_handlers(app: FastAPI, *, page: ErrorPage = _no_page) -> None:
         shown = page(request, 422, "Invalid request", detail)
         return shown if shown is not None else api_errors.from_data_error(request, error)
 
+    busy_log = api_errors.BusyLog()
+
+    async def on_database(request: Request, error: Exception) -> Response:
+        if not is_busy(error):
+            return api_errors.from_unexpected(request, error)
+        assert isinstance(error, OperationalError | PoolTimeout)
+        busy_log.note(request, error)
+        seconds = api_errors.retry_after()
+        shown = page(request, 503, api_errors.BUSY_TITLE, api_errors.BUSY_DETAIL)
+        if shown is None:
+            return api_errors.from_busy_database(request, error, seconds)
+        shown.headers["Retry-After"] = str(seconds)
+        return shown
+
     async def on_unexpected(request: Request, error: Exception) -> Response:
         return api_errors.from_unexpected(request, error)
 
@@ -79,6 +96,8 @@ def install_error_handlers(app: FastAPI, *, page: ErrorPage = _no_page) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(DataError, on_data_error)
+    app.add_exception_handler(OperationalError, on_database)  # busy: 503, else 500
+    app.add_exception_handler(PoolTimeout, on_database)
     app.add_exception_handler(Exception, on_unexpected)
 
 

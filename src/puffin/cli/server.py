@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True)
 
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
 
 def _mask(url: str) -> str:
     from sqlalchemy.engine import make_url
@@ -59,6 +61,11 @@ def serve(settings: Settings, *, app: FastAPI | None = None, name: str = "Puffin
         # Agents keep one connection and send every few seconds; closing idle
         # connections after uvicorn's default 5 s would cost a TLS handshake per batch.
         timeout_keep_alive=75,
+        # On SIGTERM, requests still running after this are cancelled: under a load the
+        # server cannot keep up with, the queue behind them would hold the stop for a
+        # minute. An agent whose batch was cut off sends it again (the sequence number
+        # makes the repeat a duplicate), so nothing is lost.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         **ssl,  # type: ignore[arg-type]
     )
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -20,6 +22,26 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a request waits for a pooled connection before it is refused with 503 (a load
+# error, see puffin.api.errors.is_busy). With the busy timeout this stays under the
+# agents' 30 s request timeout, so an agent hears "busy, come back" rather than nothing.
+POOL_TIMEOUT_SECONDS = 10.0
+# PostgreSQL states that mean "busy, try again": lock_not_available, query_canceled
+# (statement or lock timeout), too_many_connections, serialization_failure, deadlock.
+_BUSY_SQLSTATES = frozenset({"55P03", "57014", "53300", "40001", "40P01"})
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether a database error means load (a lock or pool wait ran out), not a fault."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    if getattr(error.orig, "sqlstate", None) in _BUSY_SQLSTATES:
+        return True
+    message = str(error.orig).lower()
+    return any(text in message for text in _BUSY_MESSAGES)
 
 
 class Base(DeclarativeBase):
@@ -43,6 +65,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("pool_timeout", POOL_TIMEOUT_SECONDS)  # a queue pool
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )
@@ -50,6 +73,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+psycopg"))
+    kwargs.setdefault("pool_timeout", POOL_TIMEOUT_SECONDS)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

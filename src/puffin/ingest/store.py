@@ -240,7 +240,23 @@ class EventStore:
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            return [_stored(row) for row in connection.execute(query).mappings()]
+            rows = connection.execute(query).all()
+        # A batch holds few organisations and sources: parse each id once, not per row.
+        ids: dict[str, uuid.UUID] = {}
+        return [
+            StoredEvent(
+                id=int(row.id),
+                organisation_id=ids.get(row.organisation_id) or _parsed(ids, row.organisation_id),
+                source_id=ids.get(row.source_id) or _parsed(ids, row.source_id),
+                received_at=row.received_at,
+                event_time=row.event_time,
+                module=row.module,
+                location=row.location,
+                full_log=row.full_log,
+                data=orjson.loads(row.data),
+            )
+            for row in rows
+        ]
 
     def last_id(self) -> int:
         """Return the newest event id, or 0 when the store is empty."""
@@ -428,6 +444,11 @@ def _row(
         "full_log": event.full_log[:MAX_FULL_LOG],
         "data": orjson.dumps(event.data, default=str).decode(),
     }
+
+
+def _parsed(ids: dict[str, uuid.UUID], text: str) -> uuid.UUID:
+    value = ids[text] = uuid.UUID(text)
+    return value
 
 
 def _stored(row: Any) -> StoredEvent:

@@ -13,6 +13,7 @@ import queue
 import threading
 from concurrent.futures import Future
 
+from puffin.core.db import is_busy
 from puffin.ingest.store import BatchResult, EventStore, PendingBatch
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,20 @@ class GroupCommitWriter:
         try:
             results = self.store.append_many([batch for batch, _ in group])
         except Exception as error:
-            logger.exception("storing %d batches failed; agents will resend them", len(group))
+            if is_busy(error):  # load, answered 503: a line without the statement's values
+                logger.warning(
+                    "storing %d batches failed, database busy (%s); agents will resend them",
+                    len(group),
+                    type(error).__name__,
+                )
+            else:
+                logger.exception("storing %d batches failed; agents will resend them", len(group))
             for _, future in group:
-                future.set_exception(error)
+                if not future.cancelled():  # its request was cut off (server stopping)
+                    future.set_exception(error)
             return
         self.groups_written += 1
         self.batches_written += len(group)
         for (_, future), result in zip(group, results, strict=True):
-            future.set_result(result)
+            if not future.cancelled():  # stored all the same: the agent's resend is a duplicate
+                future.set_result(result)

@@ -28,6 +28,7 @@ from puffin.ingest.store import EventStore, StoredEvent
 logger = logging.getLogger(__name__)
 
 CURSOR_NAME = "live"
+_LIVE = RuleSwitch()  # a rule without a switch row: enabled, not staged
 
 
 class RuleHit(Protocol):
@@ -118,9 +119,12 @@ class DetectionWorker:
                 return 0
             switches = settings_service.switches(session=session)
             shared = self.evaluator_provider() if self.evaluator_for is None else None
+            detections: dict[uuid.UUID, list[Detection]] = {}
             for event in events:
                 evaluator = shared or self._evaluator_for(event.organisation_id)
-                self._detect(session, evaluator, switches, event)
+                self._detect(evaluator, switches, event, detections)
+            for organisation_id, found in detections.items():
+                self._raise(session, organisation_id, found)
             settings_service.move_cursor(session=session, name=CURSOR_NAME, position=events[-1].id)
         self.stats.events += len(events)
         return len(events)
@@ -131,10 +135,10 @@ class DetectionWorker:
 
     def _detect(
         self,
-        session: Session,
         evaluator: Evaluator,
         switches: dict[tuple[uuid.UUID, str], RuleSwitch],
         event: StoredEvent,
+        detections: dict[uuid.UUID, list[Detection]],
     ) -> None:
         try:
             hits = evaluator.evaluate(event.data)
@@ -143,18 +147,17 @@ class DetectionWorker:
             logger.exception("evaluating event %d failed", event.id)
             return
         for hit in hits:
-            switch = switches.get((event.organisation_id, hit.rule_id), RuleSwitch())
+            switch = switches.get((event.organisation_id, hit.rule_id), _LIVE)
             if not switch.enabled:
                 continue
             self.stats.matches += 1
-            self._raise(session, event, hit, switch)
+            found = detections.setdefault(event.organisation_id, [])
+            found.append(self._detection(event, hit, switch))
 
-    def _raise(
-        self, session: Session, event: StoredEvent, hit: RuleHit, switch: RuleSwitch
-    ) -> None:
+    def _detection(self, event: StoredEvent, hit: RuleHit, switch: RuleSwitch) -> Detection:
         policy = self.policy_for(hit.rule_id)
         level = hit.level if hit.level in Level._value2member_map_ else Level.MEDIUM
-        detection = Detection(
+        return Detection(
             rule_id=hit.rule_id,
             rule_title=hit.title,
             level=Level(level),
@@ -169,16 +172,20 @@ class DetectionWorker:
             dedupe_window_seconds=policy.dedupe_window_seconds,
             staged=switch.staged,
         )
-        _, created = alert_service.raise_alert(
+
+    def _raise(
+        self, session: Session, organisation_id: uuid.UUID, detections: Sequence[Detection]
+    ) -> None:
+        """Raise a batch's detections of one organisation in event order, in one go."""
+        created = alert_service.raise_alerts(
             session=session,
-            organisation_id=event.organisation_id,
-            detection=detection,
+            organisation_id=organisation_id,
+            detections=detections,
             outputs=self.outputs,
         )
-        if created:
-            self.stats.alerts_created += 1
-        else:
-            self.stats.alerts_folded += 1
+        made = sum(created)
+        self.stats.alerts_created += made
+        self.stats.alerts_folded += len(created) - made
 
     async def run_forever(self, idle_seconds: float = 0.2) -> None:
         """Process batches as events arrive, until cancelled."""

@@ -39,6 +39,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 _Key = tuple[float, int]  # (timestamp, arrival number): orders events, ties broken by arrival
+_KEY_OF = operator.itemgetter(0)  # a sample's key: samples are kept in key order
 _GroupValues = tuple[Hashable, ...]
 _WindowKey = tuple[int, _GroupValues]  # (correlation index, group-by values)
 
@@ -231,7 +232,9 @@ def _plan(correlation: CompiledCorrelation) -> _Plan:
 
 def _hashable(value: Any) -> Hashable | None:
     """Return a value usable as a group or distinct key (lists become tuples), or None."""
-    if isinstance(value, str | int | float):
+    if value.__class__ is str:  # the usual case, checked first
+        return value or None
+    if isinstance(value, (str, int, float)):
         return value if value != "" else None
     if value is None:
         return None
@@ -278,7 +281,7 @@ class _Window:
             _insert(self.per_rule[position], key, sliding=sliding)
         if value is not None:
             self._add_value(value, key, sliding=sliding)
-        insort(self.samples, (key, event), key=operator.itemgetter(0))
+        insort(self.samples, (key, event), key=_KEY_OF)
         if len(self.samples) > MAX_MATCH_EVENTS:
             del self.samples[0]
 
@@ -299,7 +302,7 @@ class _Window:
             del entries[: bisect_left(entries, edge)]
         while self.values and next(iter(self.values.values())) < edge:
             self.values.popitem(last=False)
-        self.samples = [sample for sample in self.samples if sample[0] >= edge]
+        del self.samples[: bisect_left(self.samples, edge, key=_KEY_OF)]
 
     def deadline(self, correlation: CompiledCorrelation) -> float:
         """Return when this window closes (closing conditions) or has fully expired (others)."""
@@ -554,6 +557,10 @@ def _groups(
     plan: _Plan, rules: Sequence[int], event: Mapping[str, Any]
 ) -> dict[_GroupValues, list[int]]:
     """Return the group-by values of this event for each matched rule (via its aliases)."""
+    if len(rules) == 1:  # the usual case: one referenced rule matched
+        [position] = rules
+        values = tuple(_hashable(event.get(name)) for name in plan.group_fields[position])
+        return {values: [position]} if None not in values else {}
     groups: dict[_GroupValues, list[int]] = {}
     for position in rules:
         values = tuple(_hashable(event.get(name)) for name in plan.group_fields[position])

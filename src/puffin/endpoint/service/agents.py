@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -120,6 +121,18 @@ def authenticate_agent(*, session: Session, agent_id: uuid.UUID, credential: str
     return _agent_read(agent)
 
 
+@dataclass(frozen=True)
+class Contact:
+    """One call-in of an agent: when, from where, and what it reported."""
+
+    seen_at: datetime
+    ip: str | None = None
+    health: dict[str, Any] | None = None
+    events: int = 0
+    config_applied: str | None = None
+    allowed_actions: list[str] | None = None
+
+
 def record_contact(
     *,
     session: Session,
@@ -131,19 +144,49 @@ def record_contact(
     allowed_actions: list[str] | None = None,
 ) -> None:
     """Note that the agent called in, with its health, delivered events and allowed actions."""
-    agent = session.get(Agent, agent_id)
-    if agent is None:
+    contact = Contact(
+        seen_at=utcnow(),
+        ip=ip,
+        health=health,
+        events=events,
+        config_applied=config_applied,
+        allowed_actions=allowed_actions,
+    )
+    if not record_contacts(session=session, contacts=[(agent_id, contact)]):
         raise NotFound(f"agent {agent_id} not found")
-    _count_events(agent, events)
-    if ip:
-        agent.ip = ip
-    if health is not None:
-        agent.health = health
-    if config_applied is not None:
-        agent.config_applied = config_applied
-    if allowed_actions is not None:
-        agent.allowed_actions = sorted({a.replace("_", "-") for a in allowed_actions})
+
+
+def record_contacts(*, session: Session, contacts: Sequence[tuple[uuid.UUID, Contact]]) -> int:
+    """Apply call-ins noted earlier, oldest first, in the caller's transaction.
+
+    Agents deleted since are skipped; returns how many contacts were applied.
+    """
+    ids = list({agent_id for agent_id, _ in contacts})
+    agents: dict[uuid.UUID, Agent] = {}
+    for start in range(0, len(ids), 500):  # one query per chunk, not one per agent
+        chunk = ids[start : start + 500]
+        agents.update((a.id, a) for a in session.scalars(select(Agent).where(Agent.id.in_(chunk))))
+    applied = 0
+    for agent_id, contact in sorted(contacts, key=lambda item: item[1].seen_at):
+        agent = agents.get(agent_id)
+        if agent is None:
+            continue
+        _apply_contact(agent, contact)
+        applied += 1
     session.flush()
+    return applied
+
+
+def _apply_contact(agent: Agent, contact: Contact) -> None:
+    _count_events(agent, contact.events, contact.seen_at)
+    if contact.ip:
+        agent.ip = contact.ip
+    if contact.health is not None:
+        agent.health = contact.health
+    if contact.config_applied is not None:
+        agent.config_applied = contact.config_applied
+    if contact.allowed_actions is not None:
+        agent.allowed_actions = sorted({a.replace("_", "-") for a in contact.allowed_actions})
 
 
 def record_deliveries(*, session: Session, events: Mapping[uuid.UUID, int]) -> None:
@@ -155,13 +198,13 @@ def record_deliveries(*, session: Session, events: Mapping[uuid.UUID, int]) -> N
     session.flush()
 
 
-def _count_events(agent: Agent, events: int) -> None:
-    """Note a contact with `events` new events: last seen now, total and rate updated.
+def _count_events(agent: Agent, events: int, now: datetime | None = None) -> None:
+    """Note a contact with `events` new events: last seen `now`, total and rate updated.
 
     The rate (events per minute) is a moving average that forgets with a time constant of
     RATE_WINDOW, so it follows an agent's recent volume however often it calls in.
     """
-    now = utcnow()
+    now = now or utcnow()
     if agent.last_seen_at is not None:
         elapsed = max((now - agent.last_seen_at).total_seconds(), 1.0)
         weight = 1 - math.exp(-elapsed / RATE_WINDOW.total_seconds())
@@ -169,7 +212,8 @@ def _count_events(agent: Agent, events: int) -> None:
             events * 60 / elapsed
         )
     agent.events_received = (agent.events_received or 0) + events
-    agent.last_seen_at = now
+    if agent.last_seen_at is None or now > agent.last_seen_at:
+        agent.last_seen_at = now
 
 
 def store_inventory(
