@@ -27,6 +27,7 @@ from typing import Any
 
 from puffin.agent.collector import Collector
 from puffin.agent.outbox import Outbox
+from puffin.protocol.config import merge_config
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +52,7 @@ MAX_ERROR = 500
 def merge(server: Mapping[str, Any] | None, local: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return the server's configuration with the local file merged in (see the module)."""
     allowed = {k: v for k, v in (server or {}).items() if k not in LOCAL_ONLY}
-    return _merge(allowed, local or {})
-
-
-def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = _merge(current, value)
-        elif isinstance(value, list) and isinstance(current, list):
-            merged[key] = current + [item for item in value if item not in current]
-        else:
-            merged[key] = value
-    return merged
+    return merge_config(allowed, local or {})
 
 
 @dataclass

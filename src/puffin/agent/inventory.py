@@ -318,16 +318,7 @@ class InventoryCollector:
             "packages": self._packages,
             "users": lambda: users(self.paths["passwd"]),
         }
-        inventory: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        for name, read in sections.items():
-            try:
-                inventory[name] = read()
-            except (OSError, psutil.Error, subprocess.SubprocessError) as error:
-                errors[name] = f"{type(error).__name__}: {error}"
-        if "processes" in inventory:
-            inventory["processes"], inventory["processes_total"] = inventory["processes"]
-        return inventory, errors
+        return read_sections(sections)
 
     def _packages(self) -> list[dict[str, Any]]:
         dpkg, rpm = self.paths["dpkg"], self.rpm
@@ -463,3 +454,22 @@ def _user_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[
     after = {u["name"]: u for u in new}
     events = [_user_event("User added", after[name]) for name in sorted(after.keys() - before)]
     return events + [_user_event("User removed", before[n]) for n in sorted(before.keys() - after)]
+
+
+def read_sections(
+    sections: Mapping[str, Callable[[], Any]],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read each inventory section; return what was read and, per failed section, why.
+
+    The `processes` reader returns (processes, total); the total is kept beside them.
+    """
+    inventory: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, read in sections.items():
+        try:
+            inventory[name] = read()
+        except (OSError, psutil.Error, subprocess.SubprocessError) as error:
+            errors[name] = f"{type(error).__name__}: {error}"
+    if "processes" in inventory:
+        inventory["processes"], inventory["processes_total"] = inventory["processes"]
+    return inventory, errors

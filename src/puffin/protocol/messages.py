@@ -17,6 +17,7 @@ and keeps the pydantic models.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import uuid
@@ -96,7 +97,7 @@ def _required(data: Mapping[str, Any], name: str, message: str) -> Any:
     return data[name]
 
 
-class _Message:
+class _Message(abc.ABC):
     """What every message can do: dump itself and be read from JSON."""
 
     def _plain(self) -> dict[str, Any]:
@@ -116,9 +117,9 @@ class _Message:
         return _dumps(self._plain())
 
     @classmethod
+    @abc.abstractmethod
     def model_validate(cls, data: Any) -> Self:
         """Read the message from parsed JSON; raise ValueError if it does not fit."""
-        raise NotImplementedError
 
     @classmethod
     def model_validate_json(cls, text: str | bytes) -> Self:

@@ -24,14 +24,11 @@ from __future__ import annotations
 import contextlib
 import platform
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from puffin.agent import inventory as base
 from puffin.agent.outbox import Outbox
@@ -261,16 +258,7 @@ class WindowsInventoryCollector(base.InventoryCollector):
             "packages": lambda: programs(self.registry),
             "users": self.accounts,
         }
-        inventory: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        for name, read in sections.items():
-            try:
-                inventory[name] = read()
-            except (OSError, psutil.Error, subprocess.SubprocessError) as error:
-                errors[name] = f"{type(error).__name__}: {error}"
-        if "processes" in inventory:
-            inventory["processes"], inventory["processes_total"] = inventory["processes"]
-        return inventory, errors
+        return base.read_sections(sections)
 
     def collect(self, outbox: Outbox, now: float) -> int:
         """Take and send a snapshot if one is due, with the changes since the last."""

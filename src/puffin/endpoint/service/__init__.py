@@ -30,7 +30,6 @@ from puffin.endpoint.service.groups import (
     config_hash,
     effective_config,
     list_groups,
-    merge_config,
     put_group,
 )
 from puffin.endpoint.service.tasks import (
@@ -70,7 +69,6 @@ __all__ = [
     "list_enrollment_tokens",
     "list_groups",
     "list_tasks",
-    "merge_config",
     "put_group",
     "record_contact",
     "record_contacts",

@@ -23,6 +23,7 @@ from puffin.core.clock import utcnow
 from puffin.core.errors import NotFound
 from puffin.endpoint.models import Agent, AgentGroup
 from puffin.endpoint.schemas import GroupRead, GroupWrite
+from puffin.protocol.config import merge_config
 
 
 def ensure_group(session: Session, organisation_id: uuid.UUID, name: str) -> AgentGroup:
@@ -102,17 +103,3 @@ def config_hash(config: Mapping[str, Any]) -> str:
     """Return the SHA-256 (hex) of a configuration's canonical JSON."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def merge_config(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Return `base` with `extra` merged in: mappings deeply, lists joined, values replaced."""
-    merged = dict(base)
-    for key, value in extra.items():
-        current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = merge_config(current, value)
-        elif isinstance(value, list) and isinstance(current, list):
-            merged[key] = current + [item for item in value if item not in current]
-        else:
-            merged[key] = value
-    return merged
