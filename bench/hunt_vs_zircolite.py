@@ -12,7 +12,8 @@ With `--zircolite CMD` it also runs that command (split like a shell would, but 
 without one), adding `-e EVENTS -r ZIRCOLITE_RULES -o OUT -l LOG` and any
 `--zircolite-args`, in a scratch folder. This script contains no Zircolite code: point
 it at your own copy and a ruleset converted from the same Sigma rules. Each figure is the
-median of `--runs` runs; the last line is one JSON object.
+median of `--runs` runs; the load average before and after is printed (other work on
+the machine slows every figure); the last line is one JSON object.
 
     python bench/hunt_vs_zircolite.py [--runs 3] [--events DIR --suffix .evtx]
         [--rules DIR] [--zircolite "venv/bin/python zircolite.py"
@@ -94,6 +95,10 @@ def zircolite_matches(out: Path) -> int | None:
     return sum(int(item.get("count", 0)) for item in results if isinstance(item, dict))
 
 
+def _load(averages: tuple[float, float, float]) -> str:
+    return " ".join(f"{value:.2f}" for value in averages)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_events = SHARED / "sigma" / "regression_data" / "rules"
@@ -113,6 +118,7 @@ def main() -> None:
     size_mb = sum(os.path.getsize(f) for f in files) / 1e6
     print(f"input: {len(files)} {args.suffix} files ({size_mb:.1f} MB) under {args.events}")
     print(f"Puffin rules: {args.rules}")
+    load_before = os.getloadavg()
 
     hunt = [*puffin_command(), "hunt", "-r", str(args.rules), *files]
     cold: list[Run] = []
@@ -159,9 +165,13 @@ def main() -> None:
         describe("zircolite", zircolite)
         zircolite_s = median(zircolite).seconds
         print(f"speedup: {zircolite_s / warm_s:.1f}x warm, {zircolite_s / cold_s:.1f}x cold")
+    load_after = os.getloadavg()
+    print(f"load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)}")
     print(
         json.dumps(
             {
+                "load_average_before": round(load_before[0], 2),
+                "load_average_after": round(load_after[0], 2),
                 "puffin_seconds_cold": round(cold_s, 2),
                 "puffin_seconds_warm": round(warm_s, 2),
                 "zircolite_seconds": None if zircolite_s is None else round(zircolite_s, 2),

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import SecretStr
 
 from puffin import __version__
 from puffin.alert.outputs import STATE_KEY as ALERT_OUTPUTS_KEY
@@ -41,7 +44,8 @@ from puffin.intel.misp_fixer.settings import FixerSettings
 from puffin.migrations.runner import upgrade_database
 from puffin.web import errors as web_errors
 from puffin.web.router import router as web_router
-from puffin.worker.background import start_background
+from puffin.worker.background import detection_worker, start_background
+from puffin.worker.detection_process import run_child
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,41 @@ def build_state(settings: Settings) -> AppState:
             ALERT_OUTPUTS_KEY: AlertOutputs(),
         },
     )
+
+
+def settings_json(settings: Settings) -> str:
+    """The settings as JSON a child process can validate again, secrets included.
+
+    (Pydantic masks secrets when it writes JSON; this goes through a pipe to our own child.)
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return json.dumps(plain(settings.model_dump()), default=str)
+
+
+def run_detection_child(settings_text: str, parent_pid: int) -> None:
+    """Entry point of the live detection process (see puffin.worker.detection_process)."""
+    settings = Settings.model_validate_json(settings_text)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s [detection] %(name)s: %(message)s",
+    )
+    state = build_state(settings)
+    try:
+        run_child(state, detection_worker, parent_pid)
+    finally:
+        event_store(state).engine.dispose()
+        state.engine.dispose()
 
 
 def prepare_database(state: AppState, announce: Announce) -> None:
@@ -166,7 +205,11 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
         writer.start()
         contacts = contact_book(state)
         contacts.start()
-        background = await start_background(state)
+        background = await start_background(
+            state,
+            run_detection_child if settings.detection.process else None,
+            settings_json(settings) if settings.detection.process else "",
+        )
         yield
         await background.stop()
         await asyncio.to_thread(contacts.stop)  # writes the call-ins still noted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 
 import pytest
@@ -16,6 +17,7 @@ from puffin.auth.credentials import ThrottlePolicy
 from puffin.auth.schemas import ApiKeyCreate
 from puffin.core.db import transaction
 from puffin.core.settings import Settings
+from puffin.endpoint import service as endpoint_service
 from puffin.ingest.batches import MAX_DECOMPRESSED_BYTES
 
 
@@ -26,19 +28,22 @@ def server(tmp_path):
         Settings(data_dir=tmp_path, environment="test", tls=False), announce=announced.append
     )
     with TestClient(app) as client:
-        password = announced[0].split("password: ")[1].strip()
-        with transaction(app.state.puffin.session_factory) as session:
-            user = credentials.verify_credentials(
-                session=session, username="admin", password=password, policy=ThrottlePolicy()
-            )
-            info = credentials.open_session(
-                session=session, user=user, ip=None, max_age_seconds=600
-            )
-            key = credentials.create_api_key(
-                session=session, principal=info.principal, key_in=ApiKeyCreate(name="t")
-            )
-        client.admin_headers = {"Authorization": f"Bearer {key.key}"}  # type: ignore[attr-defined]
+        client.admin_headers = admin_headers(app, announced)  # type: ignore[attr-defined]
         yield client
+
+
+def admin_headers(app, announced: list[str]) -> dict[str, str]:
+    """Sign in as the first admin (password from the start-up announcement); an API key."""
+    password = announced[0].split("password: ")[1].strip()
+    with transaction(app.state.puffin.session_factory) as session:
+        user = credentials.verify_credentials(
+            session=session, username="admin", password=password, policy=ThrottlePolicy()
+        )
+        info = credentials.open_session(session=session, user=user, ip=None, max_age_seconds=600)
+        key = credentials.create_api_key(
+            session=session, principal=info.principal, key_in=ApiKeyCreate(name="t")
+        )
+    return {"Authorization": f"Bearer {key.key}"}
 
 
 def _enroll(server, name="host-1"):
@@ -328,3 +333,30 @@ def test_events_sent_from_keepalives_are_counted(server):
     assert detail["event_rate"] > 0
     negative = server.post("/api/agent/v1/keepalive", json={"events_sent": -1}, headers=agent)
     assert negative.status_code == 422
+
+
+def test_a_group_changed_outside_this_server_reaches_keepalives_after_the_refresh(
+    server, monkeypatch
+):
+    from puffin.endpoint import configs
+    from puffin.endpoint.schemas import GroupWrite
+
+    monkeypatch.setattr(configs, "REFRESH_SECONDS", 0.3)
+    agent = _enroll(server)
+    first = server.post("/api/agent/v1/keepalive", json={"config_hash": ""}, headers=agent).json()
+    organisation_id = server.get("/api/v1/agents", headers=server.admin_headers).json()["items"][0][
+        "organisation_id"
+    ]
+    # As `puffin` commands or a second server do: straight to the database, no API call.
+    with transaction(server.app.state.puffin.session_factory) as session:
+        endpoint_service.put_group(
+            session=session,
+            organisation_id=uuid.UUID(organisation_id),
+            group_in=GroupWrite(name="default", config={"logs": ["/var/log/kern.log"]}),
+        )
+    time.sleep(0.4)
+    reply = server.post(
+        "/api/agent/v1/keepalive", json={"config_hash": first["config_hash"]}, headers=agent
+    ).json()
+    assert reply["config"] == {"logs": ["/var/log/kern.log"]}
+    assert reply["config_hash"] != first["config_hash"]

@@ -16,7 +16,13 @@ import pytest
 from tests.conftest import shared_data
 
 from puffin.detection.engine.ruleset import RuleSet
-from puffin.detection.hunt import estimated_records, find_sources, read_records, run_hunt
+from puffin.detection.hunt import (
+    HuntMatch,
+    estimated_records,
+    find_sources,
+    read_records,
+    run_hunt,
+)
 from puffin.detection.loader import RuleCache, load_rules
 
 PUFFIN_BACKENDS = ("sqlite",)  # files only: no state database
@@ -80,15 +86,16 @@ def test_serial_and_forked_hunts_find_the_same_matches(rule_files: Path) -> None
     rules = load_rules([rule_files]).rules
     sources = find_sources(evtx)
 
-    def found(jobs: int | None) -> list[tuple[str, str, object]]:
+    def found(jobs: int | None) -> list[HuntMatch]:
         result = run_hunt(sources, rules, jobs=jobs)
         assert result.errors == []
-        return sorted((m.rule_id, m.file, m.record_id) for m in result.matches)
+        return sorted(result.matches, key=lambda m: (m.rule_id, m.file, str(m.record_id)))
 
     serial = found(1)
     assert serial, "the first regression files should match some of these rules"
     assert found(None) == serial  # small input: one process
-    assert found(2) == serial  # forked workers
+    assert found(2) == serial  # this process and a forked worker, every field alike
+    assert found(3) == serial
 
 
 def test_a_json_line_with_bad_utf8_is_still_read_as_json(tmp_path: Path) -> None:

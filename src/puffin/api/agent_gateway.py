@@ -27,6 +27,7 @@ from puffin.core.errors import InvalidInput, PuffinError, Unauthenticated
 from puffin.core.state import AppState
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import AgentIdentity, auth_cache
+from puffin.endpoint.configs import config_snapshot, invalidate_after_commit
 from puffin.endpoint.contacts import contact_book
 from puffin.endpoint.schemas import Enrolled, EnrollmentRequest, TaskRead
 from puffin.ingest.batches import decompress, parse_json, to_new_events
@@ -97,8 +98,11 @@ def _client_ip(request: Request) -> str | None:
 
 
 @router.post("/enroll", response_model=Enrolled, status_code=201)
-def enroll(enrollment: EnrollmentRequest, request: Request, session: SessionDep) -> Enrolled:
+def enroll(
+    enrollment: EnrollmentRequest, request: Request, session: SessionDep, state: StateDep
+) -> Enrolled:
     """Enrol an endpoint with a token; answer its id and credential."""
+    invalidate_after_commit(state, session)  # a re-enrolment may change the agent's groups
     set_actor(session, Actor(kind="agent", id=None, name=enrollment.name, ip=_client_ip(request)))
     return endpoint_service.enroll(session=session, request=enrollment, ip=_client_ip(request))
 
@@ -191,7 +195,7 @@ def keepalive(
                 ok=item.ok,
                 result=item.result,
             )
-        digest, config = endpoint_service.effective_config(session=session, agent_id=agent.agent_id)
+        digest, config = config_snapshot(state).of(session, agent.agent_id)
         tasks = endpoint_service.take_pending_tasks(session=session, agent_id=agent.agent_id)
     contact_book(state).note(
         agent.agent_id,

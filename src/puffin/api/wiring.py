@@ -8,7 +8,7 @@ says only what differs (the server's console pages, its Content-Security-Policy)
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +16,9 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from puffin.api import errors as api_errors
 from puffin.audit import service as audit_service
@@ -105,16 +107,39 @@ def install_request_observer(
     app: FastAPI, metrics: HttpMetrics, *, headers: ResponseHeaders
 ) -> None:
     """Count requests by method, route template and status, time them, and add `headers`."""
+    app.add_middleware(_RequestObserver, metrics=metrics, headers=headers)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class _RequestObserver:
+    """Plain ASGI middleware (Starlette's `BaseHTTPMiddleware` costs a stream per request)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, headers: ResponseHeaders) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        template = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
-        for name, value in headers(request).items():
-            response.headers.setdefault(name, value)
-        return response
+        extra = self.headers(Request(scope))
+        status = 500  # unless an answer starts: an exception the error handlers did not take
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                answer = MutableHeaders(scope=message)
+                for name, value in extra.items():
+                    if name not in answer:
+                        answer[name] = value
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sqlite3
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 from rich.text import Text
 
 from puffin.detection.engine.ruleset import RuleErrors
@@ -72,7 +73,9 @@ def load_for_cli(
     paths = rules or [builtin_pack_path()]
     cache = RuleCache(_cache_path()) if use_cache else None
     try:
-        loaded = load_rules(paths, cache=cache, placeholders=placeholders, jobs=jobs)
+        loaded = load_rules(
+            paths, cache=cache, placeholders=placeholders, jobs=jobs, matcher_code=True
+        )
     except FileNotFoundError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from error
@@ -96,7 +99,9 @@ def load_for_cli(
 
 
 def hunt(
-    paths: list[Path] = typer.Argument(..., help="Files or folders (.evtx, JSON lines, logs)."),
+    # Plain text, made paths by find_sources: Typer builds a validator for every Path it
+    # parses, a quarter of a second for the thousands of files a shell glob can give.
+    paths: list[str] = typer.Argument(..., help="Files or folders (.evtx, JSON lines, logs)."),
     rules: list[Path] = typer.Option(
         [], "--rules", "-r", help="A rule file or folder; repeatable. Default: built-in pack."
     ),
@@ -113,6 +118,9 @@ def hunt(
     """Run Sigma rules over files offline and summarise the matches by rule and level."""
     from puffin.detection.hunt import find_sources, run_hunt, summary
 
+    # A short-lived process: what the imports made lives to the end, so the collector need
+    # not walk it again at each full collection while the rules load (nor at exit, below).
+    gc.freeze()
     console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
     values = placeholders_for_cli(placeholders, console)
@@ -136,22 +144,17 @@ def hunt(
     console.print(
         f"{len(loaded.rules)} rules, {len(correlations)} correlations, {len(sources)} files"
     )
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f} bytes"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("hunting", total=sum(s.size for s in sources) or 1)
+    with _progress(console, sum(s.size for s in sources)) as advance:
         result = run_hunt(
             sources,
             loaded.rules,
             correlations,
             jobs=jobs or None,
-            on_file_done=lambda source: progress.advance(task, source.size),
+            on_file_done=lambda source: advance(source.size),
+            code=loaded.code,
         )
+    if result.code and not no_cache:
+        _keep_code(result.code)
     for failure in result.errors:
         console.print(f"[red]could not read[/red] {escape(failure)}", soft_wrap=True)
     if jsonl is not None:
@@ -166,6 +169,39 @@ def hunt(
         f"{len(result.matches)} matches in {result.records:,} records from {result.files} files"
         f" ({seconds:.1f} s)"
     )
+    gc.freeze()  # the process ends now: its last collections need not walk the rules again
+
+
+@contextmanager
+def _progress(console: Console, total: int) -> Iterator[Callable[[int], None]]:
+    """Show a progress bar of bytes hunted on a terminal; yield the function to advance it."""
+    if not console.is_terminal:
+        yield lambda _size: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} bytes"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("hunting", total=total or 1)
+        yield lambda size: progress.advance(task, size)
+
+
+def _keep_code(code: Mapping[str, bytes]) -> None:
+    """Store the matchers this hunt compiled in the compile cache, for the next hunt."""
+    try:
+        cache = RuleCache(_cache_path())
+        try:
+            cache.put_code(code)
+        finally:
+            cache.close()
+    except (OSError, sqlite3.Error):  # the cache only saves time: the hunt's answer stands
+        return
 
 
 SUMMARY_TITLE_WIDTH = 90  # longer rule titles are cut with an ellipsis
@@ -219,6 +255,8 @@ def _print_rule_errors(
     """Print the rules that raised while matching (each error skipped that rule only)."""
     if not errors:
         return
+    from rich.table import Table  # only here: most hunts have no rule that raised
+
     table = Table(title="Rules that raised errors (their other records were still matched)")
     table.add_column("Rule")
     table.add_column("Rule id", style="dim")
@@ -262,7 +300,7 @@ def logtest(
     correlations, problems = compile_correlations(loaded.correlations)
     for problem in problems:
         errors.print(f"[yellow]skipped correlation[/yellow] {escape(str(problem))}", soft_wrap=True)
-    detector = Detector(RuleSet(loaded.rules), correlations)
+    detector = Detector(RuleSet(loaded.rules, code=loaded.code), correlations)
     decoders = Decoders()
     for number, raw in enumerate(sys.stdin, start=1):
         line = raw.rstrip("\r\n")

@@ -48,6 +48,10 @@ def serve(settings: Settings, *, app: FastAPI | None = None, name: str = "Puffin
     if app is None:
         from puffin.app import create_app
 
+        if settings.detection.process is None:  # unset: detection gets a core of its own
+            detection = settings.detection.model_copy(update={"process": True})
+            settings = settings.model_copy(update={"detection": detection})
+
         app = create_app(settings, announce=_announce)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     console.print(f"{name} {__version__} on [bold]{scheme}://{host}:{settings.port}/[/]")

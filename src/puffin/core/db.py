@@ -66,6 +66,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             kwargs.setdefault("pool_timeout", POOL_TIMEOUT_SECONDS)  # a queue pool
+            # Connections beyond the pool are closed when given back and opened again (with
+            # their pragmas) on the next burst: keep enough for the request threads.
+            kwargs.setdefault("pool_size", 20)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 10}, **kwargs
         )

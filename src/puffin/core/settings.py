@@ -80,6 +80,12 @@ class DetectionSettings(BaseModel):
         description="Values of Sigma `%name%` placeholders for the `expand` modifier.",
     )
     dedupe: DedupeDefaults = Field(default_factory=DedupeDefaults)
+    process: bool | None = Field(
+        default=None,
+        description="Run live detection in a process of its own, so that matching rules "
+        "and raising alerts use another core than the HTTP server. Unset: on under "
+        "`puffin server run`, off in an application built by a test.",
+    )
 
 
 # --- end of the detection block -------------------------------------------------------------

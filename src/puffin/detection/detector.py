@@ -11,10 +11,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from puffin.detection.engine.correlation import CompiledCorrelation, CorrelationState
 from puffin.detection.engine.ruleset import RuleSet
+
+if TYPE_CHECKING:  # imported when used: the correlation engine loads pySigma
+    from puffin.detection.engine.correlation import CompiledCorrelation, CorrelationState
 
 TIME_FIELDS = ("timestamp", "@timestamp", "TimeCreated", "UtcTime", "time", "received_at")
 
@@ -57,6 +59,8 @@ class Detector:
 
     def __post_init__(self) -> None:
         if self.correlations:
+            from puffin.detection.engine.correlation import CorrelationState
+
             self._state = CorrelationState(self.correlations, max_groups=self.max_groups)
 
     def evaluate(self, event: Mapping[str, Any], timestamp: float | None = None) -> list[Hit]:

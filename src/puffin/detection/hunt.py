@@ -4,39 +4,47 @@ Each input is a file or a folder searched recursively. `.evtx` files are read wi
 `evtx` package and normalised like live Windows events; `.json`, `.jsonl` and `.ndjson`
 hold one event per line (or one JSON array or document); `.zip` archives are opened and
 their members read by the same rules; anything else is read as text log lines and
-decoded. Files are shared among worker processes; each match names its file and record
-(the EVTX EventRecordID, or the 1-based line number).
+decoded. Large inputs are shared, in batches of files, between this process and worker
+processes; each match names its file and record (the EVTX EventRecordID, or the 1-based
+line number).
 """
 
 from __future__ import annotations
 
+import gc
+import heapq
 import io
 import json
-import multiprocessing
 import os
+import stat
 import struct
 import sys
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from puffin.detection.detector import Detector, event_time
-from puffin.detection.engine.compiler import CompiledRule
-from puffin.detection.engine.correlation import CompiledCorrelation
-from puffin.detection.engine.ruleset import RuleErrors, RuleSet
+from puffin.detection.detector import Detector, Hit, event_time
+from puffin.detection.engine.compiled import CompiledRule
+from puffin.detection.engine.ruleset import Match, RuleErrors, RuleSet
 from puffin.ingest.windows import flatten_evtx_record
+
+if TYPE_CHECKING:  # the correlation engine loads pySigma; a hunt without any never needs it
+    from concurrent.futures import Future
+
+    from puffin.detection.engine.correlation import CompiledCorrelation
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 SKIPPED_SUFFIXES = (".yml", ".yaml", ".exe", ".dll", ".png", ".jpg", ".gif", ".pdf")
-# Fewer records than this (estimated) are hunted in one process: starting workers, each
-# compiling the matchers it needs, costs about as much as matching that many.
-PARALLEL_MIN_RECORDS = 20_000
+# Fewer records than this (estimated) are hunted in one process: a worker, which builds
+# its own index plans and loads its own matchers, costs about as much as matching that
+# many (measured on 2 cores: 2,220 EVTX records in 1,920 files took as long either way).
+PARALLEL_MIN_RECORDS = 3_000
+ESTIMATE_SAMPLE = 256  # files whose records are estimated one by one (see _enough_records)
 EVTX_HEADER, EVTX_CHUNK = 4096, 65536
 
 
@@ -79,16 +87,19 @@ def find_sources(paths: Sequence[str | Path]) -> list[Source]:
     """Return the files under the paths, largest first (to balance the workers)."""
     found: list[Source] = []
     for entry in paths:
+        try:
+            info = os.stat(entry)
+        except (OSError, ValueError):
+            info = None
         path = Path(entry)
-        if path.is_dir():
-            files = [p for p in path.rglob("*") if p.is_file()]
-        elif path.is_file():
-            files = [path]
+        if info is not None and stat.S_ISREG(info.st_mode):  # named: hunted whatever its suffix
+            found.append(Source(path, info.st_size))
+        elif info is not None and stat.S_ISDIR(info.st_mode):
+            for file in path.rglob("*"):
+                if file.is_file() and file.suffix.lower() not in SKIPPED_SUFFIXES:
+                    found.append(Source(file, file.stat().st_size))
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
-        for file in files:
-            if file.suffix.lower() not in SKIPPED_SUFFIXES or path == file:
-                found.append(Source(file, file.stat().st_size))
     return sorted(found, key=lambda source: -source.size)
 
 
@@ -117,15 +128,19 @@ def _evtx(label: str, source: Any) -> Iterator[tuple[str, int | str, dict[str, A
     import evtx
 
     parser = evtx.PyEvtxParser(source)
+    loads = orjson.loads
     for record in parser.records_json():
-        item: dict[str, Any] = dict(record or {})
+        if not record:
+            continue
         try:
-            event = flatten_evtx_record(orjson.loads(item["data"]))
+            event = flatten_evtx_record(loads(record["data"]))
         except (ValueError, TypeError, KeyError):
             continue
         # The EventRecordID of the event itself: extracted logs renumber record headers.
-        record_id = event.get("EventRecordID") or item.get("event_record_id", 0)
-        yield label, int(record_id) if str(record_id).isdigit() else record_id, event
+        record_id = event.get("EventRecordID") or record.get("event_record_id", 0)
+        if record_id.__class__ is not int:
+            record_id = int(record_id) if str(record_id).isdigit() else record_id
+        yield label, record_id, event
 
 
 def _lines(
@@ -184,9 +199,17 @@ def hunt_file(detector: Detector, path: Path) -> tuple[list[HuntMatch], int]:
     matches: list[HuntMatch] = []
     records = 0
     timed = bool(detector.correlations)  # only correlations need each event's own time
+    rules = detector.rules  # without correlations, each rule match is a hit as it is
+    hits: Sequence[Hit | Match]
     for label, record_id, event in read_records(path):
         records += 1
-        hits = detector.evaluate(event, event_time(event, float(records)) if timed else None)
+        if timed:
+            hits = detector.evaluate(event, event_time(event, float(records)))
+        else:
+            hits = rules.evaluate(event)
+        if not hits:
+            continue
+        timestamp = _timestamp(event)
         for hit in hits:
             matches.append(
                 HuntMatch(
@@ -195,7 +218,7 @@ def hunt_file(detector: Detector, path: Path) -> tuple[list[HuntMatch], int]:
                     hit.level,
                     label,
                     record_id,
-                    _timestamp(event),
+                    timestamp,
                     tuple(hit.tags),
                     _plain(hit.matched),
                 )
@@ -210,28 +233,75 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 # --- parallel runs -------------------------------------------------------------------
 
 _WORKER: Detector | None = None
-_FORKED_RULES: Sequence[CompiledRule] = ()
+_FORKED: Detector | None = None  # the parent's, which forked workers inherit
 
 
 def _start_worker(rules_json: str | None) -> None:
     global _WORKER
-    if rules_json is None:  # a forked worker: the parent's rules are already here
-        rules: Sequence[CompiledRule] = _FORKED_RULES
+    if rules_json is None:  # a forked worker: the parent's rules and code are already here
+        _WORKER = _FORKED
+        assert _WORKER is not None
+        _WORKER.rules.take_fresh_code()  # the parent reports its own
     else:
         rules = [CompiledRule.from_json(item) for item in json.loads(rules_json)]
-    _WORKER = Detector(RuleSet(rules))
+        _WORKER = Detector(RuleSet(rules, keep_fresh_code=True))
 
 
-def _work(path: str) -> tuple[list[dict[str, Any]], int, dict[str, tuple[int, str]]]:
+# A file's matches (each as HuntMatch's fields, in order) and records, or its error.
+FileOutcome = tuple[list[tuple[Any, ...]], int] | str
+BATCHES_PER_WORKER = 8  # per hunting process: one task per file would cost too much
+
+
+def _work(
+    paths: Sequence[str],
+) -> tuple[list[FileOutcome], dict[str, tuple[int, str]], dict[str, bytes]]:
+    """Hunt through a batch of files in a worker; each file's outcome, errors and new code."""
     assert _WORKER is not None
-    before = {rule_id: e.count for rule_id, e in _WORKER.rules.errors.items()}
-    matches, records = hunt_file(_WORKER, Path(path))
+    ruleset = _WORKER.rules
+    before = {rule_id: e.count for rule_id, e in ruleset.errors.items()}
+    outcomes: list[FileOutcome] = []
+    for path in paths:
+        try:
+            matches, records = hunt_file(_WORKER, Path(path))
+        except Exception as error:  # a broken file is reported; the hunt goes on
+            outcomes.append(_failure(path, error))
+        else:
+            outcomes.append(([_fields(m) for m in matches], records))
     raised = {
         rule_id: (e.count - before.get(rule_id, 0), e.last)
-        for rule_id, e in _WORKER.rules.errors.items()
+        for rule_id, e in ruleset.errors.items()
         if e.count > before.get(rule_id, 0)
     }
-    return [m.to_json() for m in matches], records, raised
+    return outcomes, raised, ruleset.take_fresh_code()
+
+
+def _fields(match: HuntMatch) -> tuple[Any, ...]:
+    """Return a match as a tuple of its fields: cheaper to send back than a mapping."""
+    return (
+        match.rule_id,
+        match.rule_title,
+        match.level,
+        match.file,
+        match.record_id,
+        match.timestamp,
+        match.tags,
+        match.matched,
+    )
+
+
+def _failure(path: str | Path, error: Exception) -> str:
+    return f"{path}: {type(error).__name__}: {error}"
+
+
+def _batches(sources: Sequence[Source], count: int) -> list[list[Source]]:
+    """Split the sources (largest first) into up to `count` batches of similar size."""
+    batches: list[list[Source]] = [[] for _ in range(min(count, len(sources)))]
+    totals = [(0, index) for index in range(len(batches))]
+    for source in sources:
+        total, index = heapq.heappop(totals)
+        batches[index].append(source)
+        heapq.heappush(totals, (total + max(source.size, 1), index))
+    return [batch for batch in batches if batch]
 
 
 @dataclass
@@ -243,6 +313,7 @@ class HuntResult:
     files: int
     errors: list[str]
     rule_errors: dict[str, RuleErrors] = field(default_factory=dict)
+    code: dict[str, bytes] = field(default_factory=dict)  # matchers compiled from source
 
     def count_rule_errors(self, rule_id: str, count: int, last: str) -> None:
         """Add errors a rule raised (the engine counted them and went on)."""
@@ -258,50 +329,100 @@ def run_hunt(
     *,
     jobs: int | None = None,
     on_file_done: Callable[[Source], None] | None = None,
+    code: Mapping[str, bytes] | None = None,
 ) -> HuntResult:
     """Hunt through every source; in parallel unless there are correlations to keep.
 
     Without `jobs`, small inputs (under PARALLEL_MIN_RECORDS, estimated) are read in this
-    process: starting workers would cost more than it saves.
+    process: starting workers would cost more than it saves. `code` is the matcher code the
+    rule cache kept (`LoadedRules.code`); what had to be compiled comes back in `code`.
     """
     if jobs is None:
         jobs = 1 if not _enough_records(sources, PARALLEL_MIN_RECORDS) else os.cpu_count() or 1
     result = HuntResult([], 0, len(sources), [])
-    if jobs == 1 or len(sources) == 1 or correlations:
-        detector = Detector(RuleSet(rules), correlations)
-        for source in sources:
-            _one(result, source, lambda s: hunt_file(detector, s.path), on_file_done)
-        for rule_id, errors in detector.rules.errors.items():
-            result.count_rule_errors(rule_id, errors.count, errors.last)
-        return result
-    global _FORKED_RULES
+    detector = Detector(RuleSet(rules, code=code or {}, keep_fresh_code=True), correlations)
+    # What is alive now (the rules above all) lives through the hunt: the collector need
+    # not walk it again, and forked workers do not copy its memory by walking it.
+    gc.freeze()
+    try:
+        if jobs == 1 or len(sources) == 1 or correlations:
+            for source in sources:
+                _one(result, source, lambda s: hunt_file(detector, s.path), on_file_done)
+        else:
+            _hunt_in_parallel(result, detector, sources, min(jobs, len(sources)), on_file_done)
+    finally:
+        gc.unfreeze()
+    for rule_id, errors in detector.rules.errors.items():
+        result.count_rule_errors(rule_id, errors.count, errors.last)
+    result.code.update(detector.rules.take_fresh_code())
+    return result
+
+
+def _hunt_in_parallel(
+    result: HuntResult,
+    detector: Detector,
+    sources: Sequence[Source],
+    jobs: int,
+    on_file_done: Callable[[Source], None] | None,
+) -> None:
+    """Hunt in this process and `jobs - 1` workers, each taking a batch of files at a time."""
+    import multiprocessing  # only here: most hunts are small enough for one process
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    global _FORKED
     # Forked workers inherit the rules; elsewhere (spawn) they get them as JSON.
     forking = "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux"
     context = multiprocessing.get_context("fork" if forking else None)
+    rules = detector.rules.rules
     payload = None if forking else json.dumps([rule.to_json() for rule in rules])
-    _FORKED_RULES = rules
+    workers = jobs - 1
+    batches = deque(_batches(sources, jobs * BATCHES_PER_WORKER))
+
+    def hunt_here(source: Source) -> tuple[list[HuntMatch], int]:
+        return hunt_file(detector, source.path)
+
+    _FORKED = detector
     try:
         with ProcessPoolExecutor(
-            max_workers=min(jobs, len(sources)),
+            max_workers=workers,
             mp_context=context,
             initializer=_start_worker,
             initargs=(payload,),
         ) as pool:
-            futures = {pool.submit(_work, str(source.path)): source for source in sources}
-            for future in as_completed(futures):
-                _one(result, futures[future], partial(_finished, future, result), on_file_done)
+            pending: dict[Future[Any], list[Source]] = {}
+            mine: deque[Source] = deque()  # the batch this process is hunting through
+            while batches or pending or mine:
+                # Each worker holds a batch, and another queued while many are left: handing
+                # it the next one as it finishes takes this busy process a while.
+                while batches and len(pending) < workers * (2 if len(batches) > jobs else 1):
+                    batch = batches.popleft()
+                    pending[pool.submit(_work, [str(source.path) for source in batch])] = batch
+                if not mine and batches:
+                    mine = deque(batches.popleft())
+                if mine:  # a file at a time, to hand a worker its next batch soon
+                    _one(result, mine.popleft(), hunt_here, on_file_done)
+                else:
+                    wait(pending, return_when=FIRST_COMPLETED)
+                for future in [future for future in pending if future.done()]:
+                    _finished(result, pending.pop(future), future, on_file_done)
     finally:
-        _FORKED_RULES = ()
-    return result
+        _FORKED = None
 
 
-def _enough_records(sources: Iterable[Source], wanted: int) -> bool:
-    """Whether the sources hold at least `wanted` records, by a cheap estimate."""
+def _enough_records(sources: Sequence[Source], wanted: int) -> bool:
+    """Whether the sources hold at least `wanted` records, by a cheap estimate.
+
+    The first ESTIMATE_SAMPLE sources (the largest) are estimated one by one; the others
+    as holding, on average, as many records as those: opening thousands of small EVTX files
+    to read their chunk headers took longer than the hunt it was deciding about.
+    """
     total = 0
-    for source in sources:
+    for count, source in enumerate(sources, start=1):
         total += estimated_records(source)
         if total >= wanted:
             return True
+        if count == ESTIMATE_SAMPLE:
+            return total * len(sources) >= wanted * count
     return False
 
 
@@ -337,13 +458,28 @@ def _evtx_records(path: Path) -> int:
 
 
 def _finished(
-    future: Future[Any], result: HuntResult, _source: Source
-) -> tuple[list[HuntMatch], int]:
-    items, records, raised = future.result()
+    result: HuntResult,
+    batch: Sequence[Source],
+    future: Future[Any],
+    on_file_done: Callable[[Source], None] | None,
+) -> None:
+    """Add a worker's batch to the result (a worker that died fails each of its files)."""
+    try:
+        outcomes, raised, code = future.result()
+    except Exception as error:
+        outcomes, raised, code = [_failure(source.path, error) for source in batch], {}, {}
     for rule_id, (count, last) in raised.items():
         result.count_rule_errors(rule_id, count, last)
-    matches = [HuntMatch(**{**item, "tags": tuple(item["tags"])}) for item in items]
-    return matches, records
+    result.code.update(code)
+    for source, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, str):
+            result.errors.append(outcome)
+        else:
+            items, records = outcome
+            result.matches.extend(HuntMatch(*item) for item in items)
+            result.records += records
+        if on_file_done:
+            on_file_done(source)
 
 
 def _one(
@@ -355,7 +491,7 @@ def _one(
     try:
         matches, records = run(source)
     except Exception as error:  # a broken file is reported; the hunt goes on
-        result.errors.append(f"{source.path}: {type(error).__name__}: {error}")
+        result.errors.append(_failure(source.path, error))
     else:
         result.matches.extend(matches)
         result.records += records

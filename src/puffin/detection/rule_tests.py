@@ -197,6 +197,7 @@ def _compile_correlations(files: Iterable[RuleFile]) -> tuple[list[_Target], lis
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
 
+    import puffin.detection.engine.compiler  # noqa: F401 - registers pySigma modifier aliases
     from puffin.detection.engine.correlation import compile_correlation
 
     targets: list[_Target] = []

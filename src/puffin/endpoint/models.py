@@ -78,7 +78,9 @@ class Agent(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     health: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
-    inventory: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    # Loaded only when read (the detail page): it can be large, and keep-alives, batches
+    # and the agents list never need it.
+    inventory: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict, deferred=True)
     inventory_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     events_received: Mapped[int] = mapped_column(BigInteger, default=0)
     # Events per minute lately: a moving average over the deliveries of the last minutes.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
@@ -206,10 +207,8 @@ class EventStore:
                     for event in batch.events
                 )
                 results.append(BatchResult(stored=len(batch.events), duplicate=False))
-            if batch_rows:
-                connection.execute(insert(batch_table), batch_rows)
-            if event_rows:
-                connection.execute(insert(event_table), event_rows)
+            _insert_many(connection, batch_table, batch_rows)
+            _insert_many(connection, event_table, event_rows)
         return results
 
     def _batch_seen(self, source_id: uuid.UUID, sequence: int) -> bool:
@@ -345,21 +344,86 @@ class EventStore:
             return int(connection.execute(select(func.coalesce(func.sum(size), 0))).scalar() or 0)
 
 
+SEEN_CHUNK = 400  # (source, sequence) pairs per query: 800 bound values, under every limit
+
+
 def _sequences_seen(
     connection: Connection, batches: Sequence[PendingBatch]
 ) -> set[tuple[str, int]]:
-    wanted: dict[str, list[int]] = {}
-    for batch in batches:
-        wanted.setdefault(str(batch.source_id), []).append(batch.sequence)
+    """The (source, sequence) pairs of these batches stored before, in few queries."""
+    wanted = sorted({(str(batch.source_id), batch.sequence) for batch in batches})
+    pair = tuple_(batch_table.c.source_id, batch_table.c.sequence)
     seen: set[tuple[str, int]] = set()
-    for source_id, sequences in wanted.items():
+    for start in range(0, len(wanted), SEEN_CHUNK):
         rows = connection.execute(
-            select(batch_table.c.sequence).where(
-                batch_table.c.source_id == source_id, batch_table.c.sequence.in_(sequences)
+            select(batch_table.c.source_id, batch_table.c.sequence).where(
+                pair.in_(wanted[start : start + SEEN_CHUNK])
             )
         )
-        seen.update((source_id, int(sequence)) for (sequence,) in rows)
+        seen.update((source_id, int(sequence)) for source_id, sequence in rows)
     return seen
+
+
+SQLITE_MAX_VARIABLES = 999  # the smallest limit any SQLite build has on bound values
+
+
+def _insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, many to a statement.
+
+    On SQLite the rows go to the driver in multi-row statements, with each column's own
+    bind processing done here instead of through the statement compiler for every row:
+    the writer stores tens of thousands of rows a second. Other databases take
+    SQLAlchemy's insert (which batches rows into multi-row VALUES there).
+    """
+    if not rows:
+        return
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        connection.execute(insert(table), rows)
+        return
+    # The statement's text from SQLAlchemy's own compiler (qmark style), values in its order.
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup or ())
+    processors = [
+        _remembering(processor)
+        if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        else None
+        for name in names
+    ]
+    values = [
+        value
+        for row in rows
+        for value in (
+            row[name] if process is None else process(row[name])
+            for name, process in zip(names, processors, strict=True)
+        )
+    ]
+    # Many rows per statement: the driver lets go of the interpreter lock for every step
+    # of a statement, and taking it back behind busy request threads is what made a
+    # row-at-a-time executemany slow under load.
+    head, _, one_row = str(compiled).partition(" VALUES ")
+    width = len(names)
+    per_statement = max(1, SQLITE_MAX_VARIABLES // width)
+    for start in range(0, len(rows), per_statement):
+        count = min(per_statement, len(rows) - start)
+        text = f"{head} VALUES {', '.join([one_row] * count)}"
+        connection.exec_driver_sql(text, tuple(values[start * width : (start + count) * width]))
+
+
+def _remembering(processor: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A bind processor that converts each distinct value once (timestamps repeat a lot)."""
+    seen: dict[Any, Any] = {}
+
+    def process(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            converted = seen[value] = processor(value)
+            return converted
+        except TypeError:  # not hashable
+            return processor(value)
+
+    return process
 
 
 def _trim_to(connection: Connection, max_events: int) -> int:

@@ -29,6 +29,7 @@ from puffin.worker.detection import (
     OrganisationDetectors,
     RulePolicies,
 )
+from puffin.worker.detection_process import DetectionProcess
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Background:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     receiver: SyslogReceiver | None = None
     detection: DetectionWorker | None = None
+    detection_process: DetectionProcess | None = None
     syslog_ports: dict[str, int] = field(default_factory=dict)
 
     async def stop(self) -> None:
@@ -53,6 +55,8 @@ class Background:
                 await task
         if self.receiver is not None:
             await self.receiver.stop()
+        if self.detection_process is not None:
+            await self.detection_process.stop()
 
 
 def _store(state: AppState) -> EventStore:
@@ -60,8 +64,17 @@ def _store(state: AppState) -> EventStore:
     return store
 
 
-async def start_background(state: AppState) -> Background:
-    """Start what the settings ask for and return a handle to stop it."""
+async def start_background(
+    state: AppState,
+    detection_child: Callable[[str, int], None] | None = None,
+    settings_json: str = "",
+) -> Background:
+    """Start what the settings ask for and return a handle to stop it.
+
+    With `detection_child` (a function that builds the application's state from the
+    settings' JSON in a new process and calls `detection_process.run_child`), live
+    detection runs in that process instead of in a thread of this one.
+    """
     background = Background()
     state.extras["background"] = background
     settings = state.settings
@@ -77,12 +90,16 @@ async def start_background(state: AppState) -> Background:
         )
         logger.info("syslog listening on %s", background.syslog_ports)
     background.tasks.append(asyncio.create_task(_retention_loop(state)))
-    background.detection = _detection_worker(state)
-    background.tasks.append(asyncio.create_task(background.detection.run_forever()))
+    if detection_child is not None:
+        background.detection_process = DetectionProcess(detection_child, settings_json)
+        background.detection_process.start()
+    else:
+        background.detection = detection_worker(state)
+        background.tasks.append(asyncio.create_task(background.detection.run_forever()))
     return background
 
 
-def _detection_worker(state: AppState) -> DetectionWorker:
+def detection_worker(state: AppState) -> DetectionWorker:
     """Build the live detection worker over the rule registry's current rules.
 
     Each rule's dedupe comes from its own `puffin: dedupe`, else from `[detection.dedupe]`;

@@ -92,6 +92,28 @@ def test_regular_expressions_with_flags():
     assert fires(dotall, Script="begin\nmiddle\nend")
 
 
+def test_a_case_sensitive_regular_expression_is_reached_through_its_plain_characters():
+    # The index looks for the longest run of plain characters at the top level, lower-cased.
+    home = engine("sel:\n  CommandLine|re: '\\$PSHome\\[\\s*\\d{1,3}\\s*\\]'\ncondition: sel")
+    [rule] = home.rules
+    assert rule.literals == (("CommandLine", "$pshome["),)
+    assert fires(home, CommandLine="iex ($PSHome[ 21 ]+$PSHome[30])")
+    assert fires(home, CommandLine=["cmd", "x $PSHome[4]"])
+    assert not fires(home, CommandLine="iex ($pshome[21])")  # the expression is case-sensitive
+    assert not fires(home, CommandLine="iex $PSHome.x")
+    # No such run, or letters of any case: the rule runs for every event it may apply to.
+    for detection in (
+        "CommandLine|re: '(?i)\\$PSHome\\['",
+        "CommandLine|re|i: 'PSHome'",
+        "CommandLine|re: 'PSH(ome|ell)|xyz'",
+        "CommandLine|re: 'a.?b+c'",
+    ):
+        [rule] = engine(f"sel:\n  {detection}\ncondition: sel").rules
+        assert rule.literals is None, detection
+    ignore = engine("sel:\n  CommandLine|re: '(?i)\\$PSHome\\['\ncondition: sel")
+    assert fires(ignore, CommandLine="iex $pshome[1]")
+
+
 def test_cidr():
     rules = engine("sel:\n  DestinationIp|cidr: ['10.0.0.0/8', 'fd00::/8']\ncondition: sel")
     assert fires(rules, DestinationIp="10.1.2.3")

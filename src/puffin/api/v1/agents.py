@@ -11,6 +11,7 @@ from puffin.auth.dependencies import Analyst, OrgAdmin, Reader, SessionDep, Stat
 from puffin.core.pagination import PageParams
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import auth_cache
+from puffin.endpoint.configs import invalidate_after_commit
 from puffin.endpoint.schemas import (
     AgentDetail,
     AgentPage,
@@ -56,9 +57,14 @@ def get_agent(agent_id: uuid.UUID, principal: Reader, session: SessionDep) -> Ag
 
 @router.patch("/agents/{agent_id}", response_model=AgentRead)
 def update_agent(
-    agent_id: uuid.UUID, agent_in: AgentUpdate, principal: OrgAdmin, session: SessionDep
+    agent_id: uuid.UUID,
+    agent_in: AgentUpdate,
+    principal: OrgAdmin,
+    session: SessionDep,
+    state: StateDep,
 ) -> AgentRead:
     """Change an agent's groups (admins)."""
+    invalidate_after_commit(state, session)
     return endpoint_service.update_agent(
         session=session, organisation_id=_org(principal), agent_id=agent_id, agent_in=agent_in
     )
@@ -134,8 +140,11 @@ def list_groups(principal: Reader, session: SessionDep) -> list[GroupRead]:
 
 
 @router.put("/agent-groups", response_model=GroupRead)
-def put_group(group_in: GroupWrite, principal: OrgAdmin, session: SessionDep) -> GroupRead:
+def put_group(
+    group_in: GroupWrite, principal: OrgAdmin, session: SessionDep, state: StateDep
+) -> GroupRead:
     """Create or replace a group's configuration (admins); agents apply it without restart."""
+    invalidate_after_commit(state, session)
     return endpoint_service.put_group(
         session=session, organisation_id=_org(principal), group_in=group_in
     )

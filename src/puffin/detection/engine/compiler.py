@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from re import _parser as _re_parser  # type: ignore[attr-defined]  # the stdlib's own parser
 from typing import Any
 
 from sigma.conditions import (
@@ -45,75 +46,25 @@ from sigma.types import (
     SpecialChars,
 )
 
-from puffin.detection.engine.options import Dedupe, dedupe_of
+from puffin.detection.engine.compiled import (
+    ENGINE_VERSION,
+    LEVELS,
+    CompiledRule,
+    UnsupportedRule,
+)
+from puffin.detection.engine.options import dedupe_of
 
-ENGINE_VERSION = "4"  # 2: rules carry their `puffin:` dedupe option; 3: utf16le is known
-# 4: short non-ASCII literals (emoji, arrows) are indexed
+# Plain data, importable without pySigma (see `compiled`); named here too, where the
+# compiler's callers have always found them.
+__all__ = ["ENGINE_VERSION", "LEVELS", "CompiledRule", "UnsupportedRule", "compile_rule"]
 MIN_LITERAL = 3
-LEVELS = ("informational", "low", "medium", "high", "critical")
 
 # The Sigma specification spells `wide` also `utf16le`; pySigma 2.0 knows only `wide`.
-# Adding the spelling to pySigma's table (once, before any rule is parsed, since every
-# parsing path imports this module) makes such rules load instead of being refused.
+# Adding the spelling to pySigma's table (once, before any rule is parsed: every parsing
+# path imports this module first) makes such rules load instead of being refused.
 MODIFIER_ALIASES = {"utf16le": SigmaWideModifier}
 for _name, _modifier in MODIFIER_ALIASES.items():
     modifier_mapping.setdefault(_name, _modifier)
-
-
-class UnsupportedRule(ValueError):
-    """The rule uses something the engine cannot evaluate; the message says what."""
-
-
-@dataclass(frozen=True)
-class CompiledRule:
-    """A rule ready to run: metadata, the matcher's source and its index keys.
-
-    Plain data only, so it can be cached as JSON and rebuilt without pySigma.
-    """
-
-    id: str
-    title: str
-    level: str
-    status: str
-    tags: tuple[str, ...]
-    name: str
-    product: str
-    category: str
-    service: str
-    source: str
-    fields: tuple[str, ...]
-    literals: tuple[tuple[str | None, str], ...] | None
-    event_ids: tuple[str, ...] | None
-    warnings: tuple[str, ...] = ()
-    description: str = ""
-    falsepositives: tuple[str, ...] = ()
-    path: str = ""
-    line: int = 0
-    dedupe_fields: tuple[str, ...] = ()
-    dedupe_window: int | None = None  # None: the rule has no `puffin: dedupe` of its own
-
-    @property
-    def dedupe(self) -> Dedupe | None:
-        """Return the rule's own dedupe option, or None to use the server's default."""
-        if self.dedupe_window is None:
-            return None
-        return Dedupe(self.dedupe_fields, self.dedupe_window)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the rule as JSON-ready data."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CompiledRule:
-        """Rebuild a rule from `to_json` data."""
-        values = dict(data)
-        for name in ("tags", "fields", "warnings", "falsepositives", "dedupe_fields"):
-            values[name] = tuple(values.get(name) or ())
-        if values.get("literals") is not None:
-            values["literals"] = tuple((f, lit) for f, lit in values["literals"])
-        if values.get("event_ids") is not None:
-            values["event_ids"] = tuple(values["event_ids"])
-        return cls(**values)
 
 
 # --- the intermediate tree -----------------------------------------------------------
@@ -369,6 +320,11 @@ PYTHON_FLAGS = {
     SigmaRegularExpressionFlag.MULTILINE: "_re.M",
     SigmaRegularExpressionFlag.DOTALL: "_re.S",
 }
+FLAG_VALUES = {
+    SigmaRegularExpressionFlag.IGNORECASE: re.IGNORECASE,
+    SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
+    SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
+}
 
 
 def _regex_leaf(name: str | None, value: SigmaRegularExpression, ctx: _Context) -> Leaf:
@@ -380,7 +336,36 @@ def _regex_leaf(name: str | None, value: SigmaRegularExpression, ctx: _Context) 
         message = f"regular expression {text!r} is not valid in Python: {error}"
         raise UnsupportedRule(message) from error
     pattern = ctx.constant(f"_re.compile({text!r}, {flags})")
-    return Leaf(_on_field("R", name, lambda var: f"{pattern}.search({var}) is not None"), name)
+    code = _on_field("R", name, lambda var: f"{pattern}.search({var}) is not None")
+    literal = _regex_literal(text, sum(FLAG_VALUES[flag] for flag in value.flags))
+    return Leaf(code, name, (literal.lower(),) if literal else None)
+
+
+def _regex_literal(text: str, flags: int) -> str | None:
+    """Return the longest run of plain characters that every match of the expression holds.
+
+    Only characters at the top level of a case-sensitive expression count (not inside a
+    group, a repetition or an alternative): a match holds them exactly, so the lower-cased
+    field value the index scans holds them lower-cased. None when the run is too short.
+    """
+    if flags & re.IGNORECASE:
+        return None
+    try:
+        parsed = _re_parser.parse(text, flags)
+    except (re.error, RecursionError, OverflowError):
+        return None
+    if parsed.state.flags & re.IGNORECASE:  # an inline (?i) at the start
+        return None
+    runs, run = [], []
+    for opcode, argument in parsed:
+        if opcode is _re_parser.LITERAL:
+            run.append(chr(argument))
+        else:
+            runs.append("".join(run))
+            run = []
+    runs.append("".join(run))
+    longest = max(runs, key=len)
+    return longest if len(longest) >= MIN_LITERAL else None
 
 
 # --- detections and conditions -------------------------------------------------------

@@ -5,16 +5,22 @@ at (`Channel`, `EventID`, `program`, …). For each kind seen, the rule set buil
 plan: the rules whose logsource and event ids fit, split into rules that always run and
 rules reached through one Aho-Corasick automaton per field, which finds in one pass
 every literal some rule needs. Only rules whose literal occurs are then evaluated, and
-a rule's matcher is compiled the first time it is needed (`compile_all` does it now).
+a rule's matcher is compiled the first time it is needed (`compile_all` does it now), from
+the code the rule cache kept for it when there is some (`code`, by `code_key`), else from
+its source; `take_fresh_code` returns what was compiled from source, for the cache to keep.
 
 A rule that raises never stops the stream: the error is counted per rule and kept.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import marshal
 import re
+import sys
 import threading
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +28,7 @@ from typing import Any
 import ahocorasick
 
 from puffin.detection.engine import runtime
-from puffin.detection.engine.compiler import CompiledRule
+from puffin.detection.engine.compiled import ENGINE_VERSION, CompiledRule
 from puffin.detection.engine.logsources import Alternative, LogsourceMap
 
 MAX_PLANS = 20_000
@@ -69,17 +75,26 @@ class RuleErrors:
     last: str = ""
 
 
+# Code objects are only valid for the Python that made them (and marshal's format).
+CODE_TAG = f"{sys.implementation.cache_tag}:{marshal.version}:{ENGINE_VERSION}"
+CODE_CACHE = sys.implementation.cache_tag is not None  # None: this Python keeps no .pyc
+
+
+def code_key(rule: CompiledRule) -> str:
+    """Return the key of a rule's compiled matcher: its source, id and this Python."""
+    digest = hashlib.sha256(CODE_TAG.encode())
+    digest.update(rule.id.encode())
+    digest.update(b"\0")
+    digest.update(rule.source.encode())
+    return digest.hexdigest()
+
+
 @dataclass
 class _Loaded:
     rule: CompiledRule
     alternatives: tuple[Alternative, ...]
     fields: tuple[str, ...]
     match: Any = None  # compiled on first use: most rules never meet an event they fit
-
-    def matcher(self) -> Any:
-        if self.match is None:
-            self.match = _function(self.rule)  # a race compiles twice, harmlessly
-        return self.match
 
 
 @dataclass(frozen=True)
@@ -89,9 +104,23 @@ class _Plan:
     aliases: tuple[tuple[str, str], ...]
 
 
-def _function(rule: CompiledRule) -> Any:
+def _code(rule: CompiledRule) -> Any:
+    return compile(rule.source, f"<rule {rule.id}>", "exec")
+
+
+def _unmarshal(data: bytes | None) -> Any:
+    """Return the code object kept in the cache, or None when it is absent or unreadable."""
+    if data is None:
+        return None
+    try:
+        code = marshal.loads(data)  # noqa: S302 - our own cache, beside the source it runs
+    except (EOFError, ValueError, TypeError):  # a damaged cache: compile from source instead
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
+def _function(code: Any) -> Any:
     namespace = dict(NAMESPACE)
-    code = compile(rule.source, f"<rule {rule.id}>", "exec")
     exec(code, namespace)  # noqa: S102 - generated from rule data; every literal is repr()'d
     return namespace["match"]
 
@@ -102,20 +131,27 @@ class RuleSet:
 
     rules: Sequence[CompiledRule]
     logsources: LogsourceMap = field(default_factory=LogsourceMap.default)
+    code: Mapping[str, bytes] = field(default_factory=dict, repr=False)  # by code_key
+    keep_fresh_code: bool = False  # for `take_fresh_code`: a hunt gives it to the cache
     unmapped: dict[str, list[str]] = field(default_factory=dict, init=False)
     errors: dict[str, RuleErrors] = field(default_factory=dict, init=False)
     _loaded: list[_Loaded] = field(default_factory=list, init=False, repr=False)
     _plans: dict[tuple[Any, ...], _Plan] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _fresh: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for rule in self.rules:
+        groups: dict[tuple[Alternative, ...], list[int]] = {}
+        for index, rule in enumerate(self.rules):
             alternatives, unmapped = self.logsources.alternatives(
                 rule.product or None, rule.category or None, rule.service or None
             )
             if unmapped:
                 self.unmapped[rule.id] = unmapped
             self._loaded.append(_Loaded(rule, tuple(alternatives), rule.fields))
+            groups.setdefault(self._loaded[-1].alternatives, []).append(index)
+        # Rules by logsource: a plan tests each logsource once, not once per rule.
+        self._by_logsource = tuple((alts, tuple(indexes)) for alts, indexes in groups.items())
         self._kind_fields = self.logsources.kind_fields
 
     def __len__(self) -> int:
@@ -124,7 +160,30 @@ class RuleSet:
     def compile_all(self) -> None:
         """Compile every rule's matcher now (they are otherwise compiled on first use)."""
         for loaded in self._loaded:
-            loaded.matcher()
+            if loaded.match is None:
+                self._matcher(loaded)
+
+    def take_fresh_code(self) -> dict[str, bytes]:
+        """Return the matchers compiled from source since the last call, and forget them.
+
+        Marshalled, by `code_key`, and only with `keep_fresh_code`: for the rule cache.
+        """
+        with self._lock:
+            fresh, self._fresh = self._fresh, {}
+        return fresh
+
+    def _matcher(self, loaded: _Loaded) -> Any:
+        """Compile a rule's matcher (a race compiles twice, harmlessly)."""
+        key = code_key(loaded.rule) if CODE_CACHE else ""
+        code = _unmarshal(self.code.get(key)) if key else None
+        fresh = code is None
+        if fresh:
+            code = _code(loaded.rule)
+        loaded.match = _function(code)
+        if key and fresh and self.keep_fresh_code:
+            with self._lock:
+                self._fresh[key] = marshal.dumps(code)
+        return loaded.match
 
     def evaluate(self, event: Mapping[str, Any]) -> list[Match]:
         """Return the rules that match the event."""
@@ -162,7 +221,7 @@ class RuleSet:
         for index in sorted(candidates):
             loaded = self._loaded[index]
             try:
-                if (loaded.match or loaded.matcher())(event, lower, raw):
+                if (loaded.match or self._matcher(loaded))(event, lower, raw):
                     matches.append(Match(loaded.rule, _matched(event, loaded.fields)))
             except Exception as error:
                 self._note_error(loaded.rule.id, error)
@@ -180,24 +239,22 @@ class RuleSet:
         always: list[int] = []
         by_field: dict[str | None, dict[str, list[int]]] = {}
         aliases: set[tuple[str, str]] = set()
-        fitting_by_logsource: dict[tuple[Alternative, ...], list[Alternative]] = {}
-        for index, loaded in enumerate(self._loaded):
-            fitting = fitting_by_logsource.get(loaded.alternatives)
-            if fitting is None:
-                fitting = [alt for alt in loaded.alternatives if alt.matches(values)]
-                fitting_by_logsource[loaded.alternatives] = fitting
+        for alternatives, indexes in self._by_logsource:
+            fitting = [alt for alt in alternatives if alt.matches(values)]
             if not fitting:
                 continue
-            ids = loaded.rule.event_ids
-            if ids is not None and event_id_text not in ids:
-                continue
-            for alternative in fitting:
-                aliases.update(alternative.aliases)
-            if loaded.rule.literals is None:
-                always.append(index)
-                continue
-            for name, literal in loaded.rule.literals:
-                by_field.setdefault(name, {}).setdefault(literal, []).append(index)
+            for index in indexes:
+                rule = self._loaded[index].rule
+                if rule.event_ids is not None and event_id_text not in rule.event_ids:
+                    continue
+                for alternative in fitting:
+                    aliases.update(alternative.aliases)
+                if rule.literals is None:
+                    always.append(index)
+                    continue
+                for name, literal in rule.literals:
+                    by_field.setdefault(name, {}).setdefault(literal, []).append(index)
+        always.sort()
         plan = _Plan(tuple(always), tuple(_automata(by_field)), tuple(sorted(aliases)))
         with self._lock:
             if len(self._plans) >= MAX_PLANS:

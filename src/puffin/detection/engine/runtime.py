@@ -56,15 +56,22 @@ def _texts(value: Any) -> str | tuple[str, ...] | None:
 
 def _all_text(event: Mapping[str, Any]) -> str:
     parts: list[str] = []
+    append = parts.append
     for value in event.values():
-        if value.__class__ is str:
-            parts.append(value)
+        kind = value.__class__
+        if kind is str:
+            append(value)
+        elif kind is int:  # event ids, process ids: as `_text` writes them, without the call
+            try:
+                append(str(value))
+            except ValueError:
+                append("")
         elif value is None:
             continue
         elif isinstance(value, (list, tuple)):
             parts.extend(_text(item) for item in value if item is not None)
         else:
-            parts.append(_text(value))
+            append(_text(value))
     return "\n".join(parts)
 
 

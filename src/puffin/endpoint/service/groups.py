@@ -74,28 +74,34 @@ def put_group(*, session: Session, organisation_id: uuid.UUID, group_in: GroupWr
 
 def merged_config(session: Session, agent: Agent) -> dict[str, Any]:
     """Return the agent's groups' configurations merged in the agent's order of groups."""
-    names = list(agent.groups or [])
-    groups = {
-        g.name: g
-        for g in session.scalars(
-            select(AgentGroup).where(
-                AgentGroup.organisation_id == agent.organisation_id, AgentGroup.name.in_(names)
-            )
+    return _merged(session, agent.organisation_id, list(agent.groups or []))
+
+
+def _merged(session: Session, organisation_id: uuid.UUID, names: list[str]) -> dict[str, Any]:
+    rows = session.execute(
+        select(AgentGroup.name, AgentGroup.config).where(
+            AgentGroup.organisation_id == organisation_id, AgentGroup.name.in_(names)
         )
-    }
+    )
+    configs = {name: config for name, config in rows}
     merged: dict[str, Any] = {}
     for name in names:
-        if name in groups:
-            merged = merge_config(merged, groups[name].config)
+        if name in configs:
+            merged = merge_config(merged, configs[name])
     return merged
 
 
 def effective_config(*, session: Session, agent_id: uuid.UUID) -> tuple[str, dict[str, Any]]:
-    """Return (hash, configuration) for an agent: its groups' configs merged in order."""
-    agent = session.get(Agent, agent_id)
-    if agent is None:
+    """Return (hash, configuration) for an agent: its groups' configs merged in order.
+
+    Every keep-alive asks, so this reads two columns, not the agent's whole record.
+    """
+    row = session.execute(
+        select(Agent.organisation_id, Agent.groups).where(Agent.id == agent_id)
+    ).first()
+    if row is None:
         raise NotFound(f"agent {agent_id} not found")
-    merged = merged_config(session, agent)
+    merged = _merged(session, row.organisation_id, list(row.groups or []))
     return config_hash(merged), merged
 
 

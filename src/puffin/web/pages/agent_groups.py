@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from puffin.auth.dependencies import SessionDep
 from puffin.endpoint import service as endpoint_service
+from puffin.endpoint.configs import invalidate_after_commit
 from puffin.endpoint.schemas import GroupWrite
 from puffin.web.deps import AdminConsole, FormDep, console_router, organisation_of
 from puffin.web.forms import parse_form
@@ -82,6 +83,7 @@ def save_group(
         errors["config"] = problem
     if group_in is None or config is None or errors:
         return _page(request, console, session, draft=draft, errors=errors)
+    invalidate_after_commit(request.app.state.puffin, session)
     saved = endpoint_service.put_group(
         session=session,
         organisation_id=organisation_of(console),

@@ -18,6 +18,7 @@ from puffin.core.errors import PuffinError
 from puffin.core.pagination import PageParams
 from puffin.endpoint import service as endpoint_service
 from puffin.endpoint.cache import auth_cache
+from puffin.endpoint.configs import invalidate_after_commit
 from puffin.endpoint.schemas import (
     AgentRead,
     AgentStatus,
@@ -300,6 +301,7 @@ def set_groups(
         reason = f"{bad[0][:40]!r} is not a group name" if bad else "name at least one group"
         message = f"{reason}: use letters, digits, dot, dash and underscore, comma-separated."
         return _detail(request, agent_id, console, session, form_error=message)
+    invalidate_after_commit(request.app.state.puffin, session)
     try:
         endpoint_service.update_agent(
             session=session,
