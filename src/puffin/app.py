@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import SecretStr
 
 from puffin import __version__
 from puffin.alert.outputs import STATE_KEY as ALERT_OUTPUTS_KEY
@@ -97,26 +94,6 @@ def build_state(settings: Settings) -> AppState:
             ALERT_OUTPUTS_KEY: AlertOutputs(),
         },
     )
-
-
-def settings_json(settings: Settings) -> str:
-    """The settings as JSON a child process can validate again, secrets included.
-
-    (Pydantic masks secrets when it writes JSON; this goes through a pipe to our own child.)
-    """
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            return value.get_secret_value()
-        if isinstance(value, dict):
-            return {key: plain(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(item) for item in value]
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
-    return json.dumps(plain(settings.model_dump()), default=str)
 
 
 def run_detection_child(settings_text: str, parent_pid: int) -> None:
@@ -206,9 +183,7 @@ def create_app(settings: Settings, *, announce: Announce = print) -> FastAPI:
         contacts = contact_book(state)
         contacts.start()
         background = await start_background(
-            state,
-            run_detection_child if settings.detection.process else None,
-            settings_json(settings) if settings.detection.process else "",
+            state, run_detection_child if settings.detection.process else None
         )
         yield
         await background.stop()

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.integration.test_agent_gateway import _batch, _enroll, admin_headers
 
-from puffin.app import create_app, settings_json
-from puffin.core.settings import DetectionSettings, Settings
+from puffin.app import create_app
+from puffin.core.settings import DetectionSettings, Settings, settings_json
 
 SECRET = "pG7-detection-child-secret-4f1c9a2e77b0"
 LINE = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -214,3 +215,23 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the file, environment and explicit overrides."""
     return Settings(**overrides)
+
+
+def settings_json(settings: Settings) -> str:
+    """The settings as JSON a child process can validate again, secrets included.
+
+    (Pydantic masks secrets when it writes JSON; this goes through a pipe to our own child.)
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return json.dumps(plain(settings.model_dump()), default=str)

@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from puffin.core.db import transaction
 from puffin.core.state import AppState
 from puffin.endpoint.models import Agent, AgentGroup
-from puffin.endpoint.service.groups import config_hash, effective_config
-from puffin.protocol.config import merge_config
+from puffin.endpoint.service.groups import config_hash, effective_config, merge_groups
 
 REFRESH_SECONDS = 5.0
 STATE_KEY = "agent_configs"
@@ -66,22 +65,18 @@ class ConfigSnapshot:
                         Agent.kind == "agent"
                     )
                 ).all()
-                groups = {
-                    (organisation_id, name): config
-                    for organisation_id, name, config in session.execute(
-                        select(AgentGroup.organisation_id, AgentGroup.name, AgentGroup.config)
-                    )
-                }
+                groups: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
+                for organisation_id, name, config in session.execute(
+                    select(AgentGroup.organisation_id, AgentGroup.name, AgentGroup.config)
+                ):
+                    groups.setdefault(organisation_id, {})[name] = config
             merged: dict[tuple[uuid.UUID, tuple[str, ...]], Config] = {}
             by_agent: dict[uuid.UUID, Config] = {}
             for agent_id, organisation_id, names in agents:
                 key = (organisation_id, tuple(names or ()))
                 config = merged.get(key)
                 if config is None:
-                    document: dict[str, Any] = {}
-                    for name in key[1]:
-                        if (organisation_id, name) in groups:
-                            document = merge_config(document, groups[organisation_id, name])
+                    document = merge_groups(key[1], groups.get(organisation_id, {}))
                     config = merged[key] = (config_hash(document), document)
                 by_agent[agent_id] = config
             self._by_agent = by_agent

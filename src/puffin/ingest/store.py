@@ -168,8 +168,7 @@ class EventStore:
                             event_count=len(rows),
                         )
                     )
-                if rows:
-                    connection.execute(insert(event_table), rows)
+                _insert_many(connection, event_table, rows)
         except IntegrityError:
             if sequence is not None and self._batch_seen(source_id, sequence):
                 return BatchResult(stored=0, duplicate=True)

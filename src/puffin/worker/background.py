@@ -17,6 +17,7 @@ from puffin.alert.outputs import alert_outputs
 from puffin.auth import service as auth_service
 from puffin.core.changes import Actor, set_actor
 from puffin.core.db import transaction
+from puffin.core.settings import settings_json
 from puffin.core.state import AppState
 from puffin.core.tls import ensure_certificate
 from puffin.detection.registry import rule_registry
@@ -65,9 +66,7 @@ def _store(state: AppState) -> EventStore:
 
 
 async def start_background(
-    state: AppState,
-    detection_child: Callable[[str, int], None] | None = None,
-    settings_json: str = "",
+    state: AppState, detection_child: Callable[[str, int], None] | None = None
 ) -> Background:
     """Start what the settings ask for and return a handle to stop it.
 
@@ -91,7 +90,7 @@ async def start_background(
         logger.info("syslog listening on %s", background.syslog_ports)
     background.tasks.append(asyncio.create_task(_retention_loop(state)))
     if detection_child is not None:
-        background.detection_process = DetectionProcess(detection_child, settings_json)
+        background.detection_process = DetectionProcess(detection_child, settings_json(settings))
         background.detection_process.start()
     else:
         background.detection = detection_worker(state)

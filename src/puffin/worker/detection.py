@@ -28,6 +28,7 @@ from puffin.ingest.store import EventStore, StoredEvent
 logger = logging.getLogger(__name__)
 
 CURSOR_NAME = "live"
+IDLE_SECONDS = 0.2  # pause after a batch that was not full (the live latency budget is 1 s)
 _LIVE = RuleSwitch()  # a rule without a switch row: enabled, not staged
 
 
@@ -187,16 +188,19 @@ class DetectionWorker:
         self.stats.alerts_created += made
         self.stats.alerts_folded += len(created) - made
 
-    async def run_forever(self, idle_seconds: float = 0.2) -> None:
+    def run_guarded(self) -> int:
+        """Like `run_once`, but a failed batch is counted and logged (it is read again)."""
+        try:
+            return self.run_once()
+        except Exception:
+            self.stats.errors += 1
+            logger.exception("detection batch failed; it will be retried")
+            return 0
+
+    async def run_forever(self, idle_seconds: float = IDLE_SECONDS) -> None:
         """Process batches as events arrive, until cancelled."""
         while True:
-            try:
-                read = await asyncio.to_thread(self.run_once)
-            except Exception:
-                self.stats.errors += 1
-                logger.exception("detection batch failed; it will be retried")
-                read = 0
-            if read < self.batch_size:
+            if await asyncio.to_thread(self.run_guarded) < self.batch_size:
                 await asyncio.sleep(idle_seconds)
 
 

@@ -28,12 +28,11 @@ from multiprocessing.process import BaseProcess
 
 from puffin.core.state import AppState
 from puffin.detection.registry import rule_registry
-from puffin.worker.detection import DetectionWorker
+from puffin.worker.detection import IDLE_SECONDS, DetectionWorker
 
 logger = logging.getLogger(__name__)
 
 RELOAD_CHECK_SECONDS = 5.0  # how often the child looks for changed rule files
-IDLE_SECONDS = 0.2  # pause after a batch that was not full (the live latency budget is 1 s)
 RESTART_PAUSES = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_SECONDS = 10.0
 
@@ -54,12 +53,7 @@ def run_child(
     worker = build_worker(state)
     next_check = time.monotonic() + RELOAD_CHECK_SECONDS
     while not stop.is_set() and os.getppid() == parent_pid:
-        try:
-            read = worker.run_once()
-        except Exception:
-            worker.stats.errors += 1
-            logger.exception("detection batch failed; it will be retried")
-            read = 0
+        read = worker.run_guarded()
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + RELOAD_CHECK_SECONDS
             if registry.needs_reload():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -83,7 +83,11 @@ def _merged(session: Session, organisation_id: uuid.UUID, names: list[str]) -> d
             AgentGroup.organisation_id == organisation_id, AgentGroup.name.in_(names)
         )
     )
-    configs = {name: config for name, config in rows}
+    return merge_groups(names, {name: config for name, config in rows})
+
+
+def merge_groups(names: Iterable[str], configs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge the configurations of the named groups, in that order (missing ones skipped)."""
     merged: dict[str, Any] = {}
     for name in names:
         if name in configs:
