@@ -3,13 +3,16 @@ database the suite is given (SQLite always, PostgreSQL in CI)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, text
 
 from puffin.auth import credentials
-from puffin.auth.models import ApiKey
+from puffin.auth.models import ApiKey, Organisation
 from puffin.auth.schemas import Role
 from puffin.core.clock import utcnow
 from puffin.core.db import transaction
@@ -24,6 +27,51 @@ def test_create_organisation_should_return_201_for_a_site_admin(puffin):
     duplicate = admin.post("/api/v1/organisations", json={"name": "ACME", "slug": "acme-2"})
     assert duplicate.status_code == 409
     assert duplicate.headers["content-type"] == "application/problem+json"
+
+
+def test_a_write_is_committed_before_its_response_is_sent(puffin):
+    """A client that acts on a 201 (or follows a redirect) at once must find its change.
+
+    The request goes straight to the ASGI app; when the first byte of the response is
+    handed to the server, a separate database session looks for the new organisation.
+    """
+    admin = puffin.site_admin()
+    body = json.dumps({"name": "Initech", "slug": "initech"}).encode()
+    found_when_sent: list[bool] = []
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+            with transaction(puffin.state.session_factory) as session:
+                row = session.scalar(select(Organisation).where(Organisation.slug == "initech"))
+            found_when_sent.append(row is not None)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/organisations",
+        "raw_path": b"/api/v1/organisations",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {admin.key}".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    asyncio.run(puffin.client.app(scope, receive, send))
+    assert status == [201]
+    assert found_when_sent == [True]
 
 
 def test_a_non_ascii_organisation_name_taken_twice_is_409_not_500(puffin):

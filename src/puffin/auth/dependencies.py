@@ -36,7 +36,13 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def get_session(request: Request, state: StateDep) -> Iterator[Session]:
-    """Yield a database session that commits when the request succeeds."""
+    """Yield a database session that commits when the endpoint returns.
+
+    `SessionDep` runs this with FastAPI's "function" scope, so the commit happens before
+    the response is sent: a client that reads right after a 2xx or a redirect sees its
+    change, and a failed commit becomes an error response instead of a lost write. (The
+    default "request" scope commits only after the response has gone out.)
+    """
     session = state.session_factory()
     session.info["client_ip"] = request.client.host if request.client else None
     try:
@@ -49,7 +55,7 @@ def get_session(request: Request, state: StateDep) -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str | None:
