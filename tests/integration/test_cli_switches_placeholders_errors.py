@@ -3,6 +3,7 @@ logtest, and hunt's per-rule error counts and skipped rules."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from puffin.cli.main import build_app
 from puffin.core.db import transaction
 from puffin.core.settings import Settings
 from puffin.detection import rule_catalogue
+from puffin.detection.engine.compiled import CompiledRule
 from puffin.detection.loader import RuleCache, RuleFile, _key, compile_file
 
 runner = CliRunner()
@@ -165,9 +167,11 @@ def _poison_cache(tmp_path: Path, rule_path: Path) -> None:
     """Store a compiled copy of the rule whose matcher raises, as a corrupt cache would."""
     text = rule_path.read_text()
     body = compile_file(RuleFile(str(rule_path), text), {})
-    body["rules"][0].update(
-        source="def match(e, L, R):\n    return 1 / 0\n", literals=None, event_ids=None
+    rule = CompiledRule.from_row(body["rules"][0], str(rule_path))
+    raising = dataclasses.replace(
+        rule, source="def match(e, L, R):\n    return 1 / 0\n", literals=None, event_ids=None
     )
+    body["rules"][0] = raising.to_row()
     cache = RuleCache(tmp_path / "cache" / "rules.sqlite")
     cache.put(_key(text, {}), body)
     cache.close()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
 from tests.conftest import shared_data
 
+from puffin.detection import hunt as hunt_module
 from puffin.detection.engine.ruleset import RuleSet
 from puffin.detection.hunt import (
     HuntMatch,
@@ -98,6 +100,24 @@ def test_serial_and_forked_hunts_find_the_same_matches(rule_files: Path) -> None
     assert found(3) == serial
 
 
+def test_workers_started_afresh_find_the_same_matches_as_forked_ones(
+    rule_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no fork (macOS, Windows), workers get the rules as rows."""
+    evtx = sorted(REGRESSION.rglob("*.evtx"))[:6]
+    if len(evtx) < 6:
+        pytest.skip("../shared/data/sigma regression data is absent")
+    rules = load_rules([rule_files]).rules
+    sources = find_sources(evtx)
+    forked = run_hunt(sources, rules, jobs=2)
+    monkeypatch.setattr(hunt_module.sys, "platform", "darwin")  # read only by run_hunt here
+    spawned = run_hunt(sources, rules, jobs=2)
+    assert spawned.errors == forked.errors == []
+    key = lambda m: (m.rule_id, m.file, str(m.record_id))  # noqa: E731
+    assert sorted(spawned.matches, key=key) == sorted(forked.matches, key=key)
+    assert spawned.matches
+
+
 def test_a_json_line_with_bad_utf8_is_still_read_as_json(tmp_path: Path) -> None:
     rules = tmp_path / "ssh.yml"
     rules.write_text(SSH_ROOT)
@@ -162,3 +182,41 @@ def test_evtx_records_are_counted_from_chunk_headers(tmp_path: Path) -> None:
     truncated.write_bytes(evtx[0].read_bytes()[:4100])  # cut inside the first chunk header
     [source] = find_sources([truncated])
     assert estimated_records(source) == 0
+
+
+def _broken_zip(path: Path, line: str) -> Path:
+    """A zip whose first member reads and whose second fails its CRC check part way."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("first.jsonl", (line + "\n") * 4)
+        archive.writestr("second.jsonl", (line + "\n") * 4)
+    data = bytearray(path.read_bytes())
+    second = data.index(b"second.jsonl") + len("second.jsonl")  # its local header's name
+    data[data.index(b"sshd", second)] ^= 0x20  # "Sshd": the stored CRC no longer matches
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_file_that_breaks_part_way_is_reported_and_the_others_keep_their_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    # Records are matched three at a time here, so batches end inside files and across them.
+    monkeypatch.setattr(hunt_module, "RECORD_BATCH", 3)
+    rules = tmp_path / "ssh.yml"
+    rules.write_text(SSH_ROOT)
+    line = json.dumps({"program": "sshd", "user": "root"})
+    first = tmp_path / "first.jsonl"
+    first.write_text((line + "\n") * 5)
+    broken = _broken_zip(tmp_path / "broken.zip", line)
+    last = tmp_path / "last.jsonl"
+    last.write_text((line + "\n") * 2)
+    result = run_hunt(find_sources([first, broken, last]), load_rules([rules]).rules, jobs=jobs)
+    [error] = result.errors
+    assert error.startswith(f"{broken}: BadZipFile")
+    assert "CRC" in error
+    found = sorted((Path(match.file).name, match.record_id) for match in result.matches)
+    assert found == [("first.jsonl", n) for n in range(1, 6)] + [
+        ("last.jsonl", 1),
+        ("last.jsonl", 2),
+    ]
+    assert result.records == 7  # the broken file's four good records are not counted

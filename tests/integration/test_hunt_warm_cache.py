@@ -8,6 +8,7 @@ runs old code, and damaged code is compiled again from its source.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -25,7 +26,7 @@ PUFFIN_BACKENDS = ("sqlite",)  # files only: no state database
 
 LOGIN = "Nov 22 10:14:03 web1 sshd[811]: Accepted password for root from 203.0.113.5 port 1 ssh2\n"
 
-# Runs `puffin hunt` in this process, then says whether any pySigma module was imported.
+# Runs `puffin hunt` in this process, then says whether pySigma, Typer or pydantic loaded.
 HUNT_AND_REPORT = """
 import sys
 from puffin.cli.main import main
@@ -34,8 +35,9 @@ try:
     main()
 except SystemExit:
     pass
-loaded = any(name == "sigma" or name.startswith("sigma.") for name in sys.modules)
-print("pySigma loaded" if loaded else "pySigma not loaded", file=sys.stderr)
+for package in ("sigma", "typer", "pydantic"):
+    loaded = any(name == package or name.startswith(package + ".") for name in sys.modules)
+    print(f"{package} {'loaded' if loaded else 'not loaded'}", file=sys.stderr)
 """
 
 
@@ -70,9 +72,30 @@ def test_a_warm_hunt_does_not_load_the_rule_parser(tmp_path: Path) -> None:
     ]
     cold, warm = (run.stderr for run in runs)
     assert "3 matches" in cold
-    assert "pySigma loaded" in cold  # parsed: nothing was cached yet
+    assert "sigma loaded" in cold  # parsed: nothing was cached yet
     assert "3 matches" in warm
-    assert "pySigma not loaded" in warm
+    assert "sigma not loaded" in warm
+    # A plain hunt command line is parsed without Typer (and the pydantic it brings).
+    assert "typer not loaded" in warm
+    assert "pydantic not loaded" in warm
+
+
+def test_a_damaged_cache_entry_is_compiled_again(tmp_path: Path) -> None:
+    rules, _ = _files(tmp_path)
+    path = tmp_path / "cache" / "rules.sqlite"
+    cache = RuleCache(path)
+    first = load_rules([rules], cache=cache)
+    cache.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("UPDATE rules SET body = ?", (b"\xff not marshal",)).rowcount == 1
+    cache = RuleCache(path)
+    again = load_rules([rules], cache=cache)
+    cache.close()
+    assert again.cached == 0  # the damaged body was not used: the file was parsed again
+    assert [rule.to_row() for rule in again.rules] == [rule.to_row() for rule in first.rules]
+    cache = RuleCache(path)
+    assert load_rules([rules], cache=cache).cached == 1  # and stored again
+    cache.close()
 
 
 def test_the_cache_keeps_matcher_code_and_runs_it_only_for_its_own_source(

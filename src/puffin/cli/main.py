@@ -1,7 +1,8 @@
 """The `puffin` command: one module per command group, imported only when used.
 
 Server-side groups import the web and database stack, which an agent-only install does
-not have, so each group is registered by name and imported lazily.
+not have, so each group is registered by name and imported lazily. A plain `puffin hunt`
+command line runs without loading Typer at all (see `puffin.cli.hunting`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import importlib
 import sys
 from types import ModuleType
-
-import typer
+from typing import TYPE_CHECKING
 
 from puffin import __version__
+
+if TYPE_CHECKING:
+    import typer
 
 # name -> (module, help). Each module exposes `app: typer.Typer`.
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
@@ -39,11 +42,15 @@ _NEEDS_SERVER = "needs the server parts: pip install 'puffin-mdr[server]'"
 
 def _version() -> None:
     """Print Puffin's version."""
+    import typer
+
     typer.echo(f"puffin {__version__}")
 
 
 def build_app(argv: list[str] | None = None) -> typer.Typer:
     """Build the root command, importing only the group that will run."""
+    import typer
+
     root = typer.Typer(
         name="puffin",
         help="Puffin: managed detection and response in one package.",
@@ -78,6 +85,8 @@ def _import(module_name: str) -> ModuleType | None:
 
 def _unavailable() -> None:
     """Explain that this command's parts are not installed."""
+    import typer
+
     typer.echo(f"error: this command {_NEEDS_SERVER}", err=True)
     raise typer.Exit(2)
 
@@ -92,6 +101,13 @@ def _wanted_name(argv: list[str]) -> str | None:
 
 def main() -> None:
     """Entry point of the `puffin` script."""
+    if sys.argv[1:2] == ["hunt"]:
+        from puffin.cli import hunting
+
+        options = hunting.parse_hunt_argv(sys.argv[2:])
+        if options is not None:  # else help or a mistake: Typer explains
+            hunting.hunt(options)
+            return
     build_app()()
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import re
 import sqlite3
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
 from puffin.detection.engine.compiled import ENGINE_VERSION, CompiledRule, UnsupportedRule
@@ -136,24 +136,30 @@ class RuleCache:
             path.parent.chmod(0o700)
         self._db = sqlite3.connect(path)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS compiled (key TEXT PRIMARY KEY, body TEXT)")
+        self._db.execute("DROP TABLE IF EXISTS compiled")  # JSON bodies, before ENGINE_VERSION 6
+        self._db.execute("CREATE TABLE IF NOT EXISTS rules (key TEXT PRIMARY KEY, body BLOB)")
         self._db.execute("CREATE TABLE IF NOT EXISTS code (key TEXT PRIMARY KEY, code BLOB)")
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT body FROM compiled WHERE key = ?", (key,)).fetchone()
-        return orjson.loads(row[0]) if row else None
-
     def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Return the bodies stored for these keys, by key (absent keys are left out)."""
-        rows = self._rows("SELECT key, body FROM compiled WHERE key IN ({})", keys)
-        return {key: orjson.loads(body) for key, body in rows}
+        """Return the bodies stored for these keys, by key (absent keys are left out).
+
+        A body is `compile_file`'s result, its rules as `CompiledRule.to_row` tuples; one
+        that cannot be read back counts as absent, so its file is compiled again.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        for key, blob in self._rows("SELECT key, body FROM rules WHERE key IN ({})", keys):
+            try:
+                body = marshal.loads(blob)  # noqa: S302 - our own private cache
+            except (EOFError, ValueError, TypeError):
+                continue
+            if isinstance(body, dict):
+                found[key] = body
+        return found
 
     def put(self, key: str, body: Mapping[str, Any]) -> None:
-        # JSON as bytes (a BLOB): read back without decoding to text first (older rows are
-        # text, which orjson reads as well).
-        self._db.execute(
-            "INSERT OR REPLACE INTO compiled (key, body) VALUES (?, ?)", (key, orjson.dumps(body))
-        )
+        """Store `compile_file`'s result for a rule file's key."""
+        blob = marshal.dumps(dict(body))
+        self._db.execute("INSERT OR REPLACE INTO rules (key, body) VALUES (?, ?)", (key, blob))
 
     def code(self, keys: Sequence[str]) -> dict[str, bytes]:
         """Return the marshalled code stored for these `ruleset.code_key` keys, by key."""
@@ -222,14 +228,13 @@ def load_rules(
         bodies[index] = fresh
         if cache:
             cache.put(keys[index], fresh)
-    from_json = CompiledRule.from_json
+    from_row = CompiledRule.from_row
     for done, (rule_file, body) in enumerate(zip(files, bodies, strict=True), start=1):
         assert body is not None
         # The cache is keyed by content: the same text may have been stored from another path.
         path = rule_file.path
-        for data in body["rules"]:
-            data["path"] = path
-            result.rules.append(from_json(data))
+        for row in body["rules"]:
+            result.rules.append(from_row(row, path))
         for problem in body["problems"]:
             result.problems.append(RuleProblem(path, problem["line"], problem["reason"]))
         if body["correlation"]:
@@ -259,7 +264,10 @@ def _compile_files(
 
 
 def compile_file(rule_file: RuleFile, placeholders: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """Parse one file with pySigma and compile its rules; return JSON-ready results."""
+    """Parse one file with pySigma and compile its rules; return plain data to cache.
+
+    Rules come as `CompiledRule.to_row` tuples, problems as dicts: what `marshal` stores.
+    """
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
     from sigma.rule import SigmaRule
@@ -294,9 +302,7 @@ def compile_file(rule_file: RuleFile, placeholders: Mapping[str, Sequence[str]])
             body["problems"].append(_problem(rule_file, line or 1, str(error)))
             continue
         line = _line_of(rule_file.text, "title:") or 1
-        data = compiled.to_json()
-        data.update(path=rule_file.path, line=line)
-        body["rules"].append(data)
+        body["rules"].append(replace(compiled, path=rule_file.path, line=line).to_row())
     return body
 
 

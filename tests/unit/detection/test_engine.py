@@ -193,6 +193,26 @@ def test_keywords_search_every_value():
     assert not fires(rules, message="nothing")
 
 
+def test_keywords_are_found_in_numbers_nested_values_and_remembered_values():
+    rules = engine("keywords:\n  - 'sekurlsa::'\n  - '4242'\ncondition: keywords")
+    assert fires(rules, EventID=4242)  # a number, as its text
+    assert fires(rules, data={"cmd": "SEKURLSA::logonpasswords"})  # a nested value, as text
+    # The same values again, now remembered: still found, and still not elsewhere.
+    for _ in range(2):
+        assert fires(rules, Image="C:\\mimi.exe", CommandLine="sekurlsa::pth")
+        assert not fires(rules, Image="C:\\mimi.exe", CommandLine="whoami")
+    long_value = "x" * 1000 + " sekurlsa:: " + "y" * 1000  # too long to remember
+    assert fires(rules, CommandLine=long_value)
+    assert fires(rules, CommandLine=long_value)
+
+
+def test_a_keyword_with_a_new_line_still_matches_across_values():
+    # The joined text puts each value on its own line; such a keyword is searched there.
+    rules = engine('keywords:\n  - "first\\nsecond"\ncondition: keywords')
+    assert fires(rules, a="the first", b="second one")
+    assert not fires(rules, a="the first", b="third")
+
+
 def test_list_values_match_when_any_element_does():
     rules = engine("sel:\n  paths|endswith: '/shadow'\ncondition: sel")
     assert fires(rules, paths=["/etc/passwd", "/etc/shadow"])

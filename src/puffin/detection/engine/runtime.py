@@ -54,7 +54,8 @@ def _texts(value: Any) -> str | tuple[str, ...] | None:
     return _text(value)
 
 
-def _all_text(event: Mapping[str, Any]) -> str:
+def all_text(event: Mapping[str, Any]) -> str:
+    """Return every value of the event as text, one per line: what keywords search."""
     parts: list[str] = []
     append = parts.append
     for value in event.values():
@@ -90,7 +91,7 @@ class RawView(dict[Any, Any]):
             self[name] = value
             return value
         if name is None:
-            value = _all_text(self.event)
+            value = all_text(self.event)
         else:
             value = _texts(value if value is not None else _lookup(self.event, name))
         self[name] = value
@@ -107,7 +108,7 @@ class LowerView(RawView):
         if value.__class__ is str:
             value = value.lower()
         elif name is None:
-            value = _all_text(self.event).lower()
+            value = all_text(self.event).lower()
         else:
             raw = _texts(value if value is not None else _lookup(self.event, name))
             if raw.__class__ is str:
